@@ -1,0 +1,23 @@
+"""keras_local: train Keras 3 models without end-to-end backpropagation."""
+
+from keras_local import backend
+from keras_local import callbacks
+from keras_local import datasets
+from keras_local import layers
+from keras_local import models
+from keras_local import rules
+from keras_local.models.forward_forward_model import ForwardForwardModel
+from keras_local.models.local_model import LocalModel
+from keras_local.version import __version__
+
+__all__ = [
+    "ForwardForwardModel",
+    "LocalModel",
+    "__version__",
+    "backend",
+    "callbacks",
+    "datasets",
+    "layers",
+    "models",
+    "rules",
+]

@@ -1,0 +1,65 @@
+"""The backend layer: the only package of keras_local that imports jax,
+tensorflow or torch.
+
+The implementation is picked once, at import, from `keras.backend.backend()`.
+Everything else in keras_local is written with `keras.ops` and the names
+exported here:
+
+- `value_and_grad(fn, has_aux=False)`: differentiates `fn(params, *args)` with
+  respect to `params`, a flat list of tensors. Unconnected gradients are
+  zeros; values and aux values come back detached.
+- `jvp(fn, primals, tangents)`: forward-mode product of `fn(params)` with
+  `tangents`, returns `(output, tangent_output)`.
+- `stop_gradient(x)`: detaches every tensor of a structure.
+- `random_normal(shape, seed)`, `random_uniform(shape, seed)`: draws
+  regenerated from a seed tensor: the same seed gives the same draw every
+  time within one compiled step.
+- `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
+- `train_step_memory(model, x, y)`: the memory probe.
+"""
+
+import keras
+
+from keras_local.backend.common import random_normal
+from keras_local.backend.common import random_uniform
+from keras_local.backend.common import seed_from_int
+
+BACKEND = keras.backend.backend()
+
+if BACKEND == "jax":
+    from keras_local.backend.jax.autodiff import jvp
+    from keras_local.backend.jax.autodiff import stop_gradient
+    from keras_local.backend.jax.autodiff import value_and_grad
+    from keras_local.backend.jax.memory import train_step_memory
+    from keras_local.backend.jax.trainer import LocalTrainer
+elif BACKEND == "tensorflow":
+    from keras_local.backend.tensorflow.autodiff import jvp
+    from keras_local.backend.tensorflow.autodiff import stop_gradient
+    from keras_local.backend.tensorflow.autodiff import value_and_grad
+    from keras_local.backend.tensorflow.memory import train_step_memory
+    from keras_local.backend.tensorflow.trainer import LocalTrainer
+elif BACKEND == "torch":
+    from keras_local.backend.torch.autodiff import jvp
+    from keras_local.backend.torch.autodiff import stop_gradient
+    from keras_local.backend.torch.autodiff import value_and_grad
+    from keras_local.backend.torch.memory import train_step_memory
+    from keras_local.backend.torch.trainer import LocalTrainer
+else:
+    raise ValueError(
+        "keras_local supports the `jax`, `tensorflow` and `torch` Keras "
+        f"backends. Received: KERAS_BACKEND={BACKEND!r}. Set the "
+        "KERAS_BACKEND environment variable to one of those before "
+        "importing keras."
+    )
+
+__all__ = [
+    "BACKEND",
+    "LocalTrainer",
+    "jvp",
+    "random_normal",
+    "random_uniform",
+    "seed_from_int",
+    "stop_gradient",
+    "train_step_memory",
+    "value_and_grad",
+]

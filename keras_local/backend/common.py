@@ -1,0 +1,74 @@
+"""Backend-agnostic pieces of the backend layer (keras only)."""
+
+import keras
+
+# One generator object whose state is never used directly: every draw maps
+# its state to the given seed inside a `StatelessScope`, which is how a
+# tensor seed reaches the TF and torch generators (only JAX accepts one).
+# Created at import: a variable cannot be created inside a traced step.
+_GENERATOR = keras.random.SeedGenerator(0, name="keras_local_draws")
+
+
+def _generator():
+    return _GENERATOR
+
+
+def seed_from_int(seed):
+    """Returns the seed tensor (`uint32`, shape `(2,)`) for a Python int."""
+    return keras.ops.convert_to_tensor([0, int(seed)], dtype="uint32")
+
+
+def _draw(sampler, shape, seed, dtype):
+    gen = _generator()
+    seed = keras.ops.cast(seed, gen.state.dtype)
+    if tuple(seed.shape) != tuple(gen.state.shape):
+        raise ValueError(
+            f"A seed tensor must have shape {tuple(gen.state.shape)}. "
+            f"Received: seed with shape {tuple(seed.shape)}. Build one with "
+            "`keras_local.backend.seed_from_int(i)`."
+        )
+    with keras.StatelessScope(state_mapping=[(gen.state, seed)]):
+        return sampler(shape, dtype=dtype, seed=gen)
+
+
+def random_normal(shape, seed, dtype="float32"):
+    """Standard normal draw, regenerated identically from `seed`."""
+    return _draw(keras.random.normal, shape, seed, dtype)
+
+
+def random_uniform(shape, seed, dtype="float32"):
+    """Uniform draw on [0, 1), regenerated identically from `seed`."""
+    return _draw(keras.random.uniform, shape, seed, dtype)
+
+
+class MemoryReport:
+    """What the memory probe measured.
+
+    Attributes:
+        bytes: peak temporary bytes of one train step, or `None` where the
+            backend cannot measure it.
+        description: what exactly was measured, or why nothing was.
+        backend: the Keras backend.
+    """
+
+    def __init__(self, bytes, description, backend):
+        self.bytes = None if bytes is None else int(bytes)
+        self.description = description
+        self.backend = backend
+
+    @property
+    def available(self):
+        return self.bytes is not None
+
+    def __repr__(self):
+        size = "n/a" if self.bytes is None else f"{self.bytes / 2**20:.2f} MiB"
+        return f"MemoryReport({size}, backend={self.backend}: {self.description})"
+
+
+def build_for_step(model, x, y, sample_weight=None):
+    """Builds model, optimizer and metrics for a batch, without training."""
+    if hasattr(model, "_ensure_built"):
+        model._ensure_built(x)
+    model._symbolic_build(data_batch=(x, y, sample_weight))
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)

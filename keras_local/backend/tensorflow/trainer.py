@@ -1,0 +1,31 @@
+"""The `train_step` contract on TensorFlow: `data -> logs`, stateful."""
+
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+
+class LocalTrainer:
+    """Adapts `LocalModel.local_grads` to Keras's TensorFlow trainer.
+
+    Variables are updated in place with `optimizer.apply` (TF optimizers
+    refuse `stateless_apply`).
+    """
+
+    def train_step(self, data):
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        tv = [v.value for v in self.trainable_variables]
+        ntv = [v.value for v in self.non_trainable_variables]
+        grads, new_ntv, loss, y_pred, logs = self._local_update(
+            tv, ntv, x, y, sample_weight
+        )
+        self.optimizer.apply(grads, self.trainable_variables)
+        for variable, old, new in zip(self.non_trainable_variables, ntv, new_ntv):
+            if new is not old:
+                variable.assign(new)
+        return self._update_local_metrics(loss, x, y, y_pred, sample_weight, logs)
+
+    def test_step(self, data):
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        tv = [v.value for v in self.trainable_variables]
+        ntv = [v.value for v in self.non_trainable_variables]
+        loss, y_pred = self._local_evaluate(tv, ntv, x, y, sample_weight)
+        return self._update_local_metrics(loss, x, y, y_pred, sample_weight, {})

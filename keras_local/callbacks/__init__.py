@@ -1,0 +1,1 @@
+"""Callbacks for local learning rules."""

@@ -1,0 +1,67 @@
+"""Loaders of the citation and co-purchase graphs."""
+
+import numpy as np
+
+from keras_local.datasets.data_path import find_data_file
+from keras_local.datasets.graph_dataset import GraphDataset
+
+
+def stratified_split(y, fractions=(0.6, 0.2, 0.2), seed=0):
+    """Per-class random split of the labeled nodes (fixed seed)."""
+    rng = np.random.default_rng(seed)
+    parts = [[], [], []]
+    for label in np.unique(y[y >= 0]):
+        nodes = rng.permutation(np.flatnonzero(y == label))
+        n_train = int(round(fractions[0] * len(nodes)))
+        n_val = int(round(fractions[1] * len(nodes)))
+        parts[0].append(nodes[:n_train])
+        parts[1].append(nodes[n_train : n_train + n_val])
+        parts[2].append(nodes[n_train + n_val :])
+    return tuple(np.sort(np.concatenate(p)).astype("int64") for p in parts)
+
+
+def _load(filename, path, sparse, split=None, seed=0):
+    import scipy.sparse as sp
+
+    with np.load(find_data_file(filename, path), allow_pickle=False) as d:
+        x = sp.csr_matrix(
+            (d["x_data"], d["x_indices"], d["x_indptr"]), shape=tuple(d["x_shape"])
+        )
+        y = d["y"].astype("int32")
+        edge_index = d["edge_index"].astype("int32")
+        if "train_idx" in d.files and split is None:
+            splits = tuple(d[k].astype("int64") for k in ("train_idx", "val_idx", "test_idx"))
+        else:
+            splits = stratified_split(y, split or (0.6, 0.2, 0.2), seed)
+    if not sparse:
+        x = np.asarray(x.todense(), dtype="float32")
+    num_classes = int(y.max()) + 1
+    return GraphDataset(x, y, edge_index, *splits, num_classes=num_classes)
+
+
+def load_cora(path=None, sparse=False):
+    """Cora (2708 nodes, 7 classes) with the Planetoid public split
+    (140/500/1000)."""
+    return _load("cora_planetoid.npz", path, sparse)
+
+
+def load_citeseer(path=None, sparse=False):
+    """CiteSeer (3327 nodes, 6 classes; 15 isolated nodes have label -1)
+    with the Planetoid public split (120/500/1000)."""
+    return _load("citeseer_planetoid.npz", path, sparse)
+
+
+def load_amazon_photo(path=None, sparse=False, split=(0.6, 0.2, 0.2), seed=0):
+    """Amazon Photo (7650 nodes, 8 classes); stratified random split."""
+    return _load("amazon_photo.npz", path, sparse, split, seed)
+
+
+def load_amazon_computers(path=None, sparse=False, split=(0.6, 0.2, 0.2), seed=0):
+    """Amazon Computers (13752 nodes, 10 classes); stratified random split."""
+    return _load("amazon_computers.npz", path, sparse, split, seed)
+
+
+def load_coauthor_cs(path=None, sparse=True, split=(0.6, 0.2, 0.2), seed=0):
+    """Coauthor CS (18333 nodes, 6805 features, 15 classes); stratified
+    random split. Sparse by default (dense features take 500 MB)."""
+    return _load("coauthor_cs.npz", path, sparse, split, seed)

@@ -1,0 +1,1 @@
+"""Building-block layers (filled by the rule families)."""

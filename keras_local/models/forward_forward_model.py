@@ -1,0 +1,434 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_local import backend
+from keras_local.api_export import keras_local_export
+from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import check_finite
+from keras_local.rules import forward_forward as ff
+from keras_local.rules.labels import check_integer_labels
+
+NEGATIVE_LABELS = ("random", "hard")
+READOUTS = (None, "softmax")
+
+
+@keras_local_export
+class ForwardForwardModel(LocalModel):
+    """Forward-Forward training (Hinton 2022) of a stack of Keras blocks.
+
+    Each block sees the length-normalised output of the block below (only
+    its direction passes up) and learns only from its own loss: high
+    goodness (mean squared activity) on positive data, the input with its
+    true label embedded, and low goodness on negative data, the same input
+    with a wrong label. No gradient crosses a block boundary: the train step
+    forwards one block, takes its local gradient, and hands the detached
+    output to the next block.
+
+    `predict(x)` returns per-class scores: for each candidate label, the
+    goodness accumulated over the blocks (or, with `readout="softmax"`, the
+    probabilities of a softmax layer trained locally on the normalised
+    activities). Compile with `metrics=["accuracy"]` to get accuracy from
+    `evaluate` and validation. Training logs `loss`, the sum of the block
+    losses, and per block `block_{i}_loss`, `block_{i}_positive_goodness`
+    and `block_{i}_negative_goodness` (epoch means); with random negatives
+    no train-set accuracy is computed (it would cost one forward pass per
+    class), with hard negatives or a readout it is. `evaluate` reports the
+    summed block losses with the hardest wrong label as negative.
+
+    Args:
+        blocks: list of Keras layers (e.g. `Dense(500, activation="relu")`),
+            trained bottom-up in order. Inputs are `(batch, features)`.
+        num_classes: int, number of classes.
+        threshold: float, the goodness threshold theta. Defaults to `2.0`.
+        loss: `"softplus"` (softplus(theta - g_pos) + softplus(g_neg -
+            theta)) or `"symba"` (softplus(-alpha (g_pos - g_neg))).
+            Defaults to `"softplus"`.
+        alpha: float, the SymBa scale. Defaults to `4.0`.
+        normalization: `"rms"` (x / sqrt(mean(x^2)), width-independent),
+            `"l2"` (x / ||x||, as in the common PyTorch reference) or
+            `"none"`. Defaults to `"rms"`.
+        label_embedding: `"overlay"` (one-hot written over the first
+            `num_classes` features, as in the paper) or `"append"`.
+            Defaults to `"overlay"`.
+        label_scale: float, value written for the label. Defaults to `1.0`.
+        negative_labels: `"random"` (a uniformly drawn wrong label, drawn
+            inside the step from the seed) or `"hard"` (the most-confused
+            wrong label under the current weights). Defaults to `"random"`.
+        skip_first_block: bool, leave the first block's goodness out of the
+            prediction (the paper's choice for deep nets). Defaults to
+            `False`.
+        readout: `None` or `"softmax"`: a softmax layer on the normalised
+            activities of a neutral-label pass, trained locally with
+            cross-entropy. Defaults to `None`.
+        seed: int or `None`, seeds the negative labels. Defaults to `None`.
+
+    Returns:
+        A `keras.Model` whose `predict` gives `(batch, num_classes)` scores.
+
+    Example:
+
+    ```python
+    model = keras_local.ForwardForwardModel(
+        blocks=[keras.layers.Dense(500, activation="relu"),
+                keras.layers.Dense(500, activation="relu")],
+        num_classes=10,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=100, epochs=1,
+              validation_data=(x_test, y_test))
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
+        - Lee & Song, "SymBa: A Symmetric Loss for the Forward-Forward
+          Algorithm", 2023.
+    """
+
+    def __init__(
+        self,
+        blocks,
+        num_classes,
+        threshold=2.0,
+        loss="softplus",
+        alpha=4.0,
+        normalization="rms",
+        label_embedding="overlay",
+        label_scale=1.0,
+        negative_labels="random",
+        skip_first_block=False,
+        readout=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        blocks = list(blocks) if isinstance(blocks, (list, tuple)) else blocks
+        if not isinstance(blocks, list) or not blocks:
+            raise ValueError(
+                "`blocks` must be a non-empty list of Keras layers. "
+                f"Received: blocks={blocks!r}"
+            )
+        for block in blocks:
+            if not isinstance(block, keras.layers.Layer):
+                raise TypeError(
+                    "Every block must be a `keras.layers.Layer`. Received: "
+                    f"{block!r} of type {type(block).__name__}"
+                )
+        if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(
+                "`num_classes` must be an int >= 2. Received: "
+                f"num_classes={num_classes!r}"
+            )
+        _check_choice("loss", loss, ff.LOSSES)
+        _check_choice("normalization", normalization, ff.NORMALIZATIONS)
+        _check_choice("label_embedding", label_embedding, ff.LABEL_EMBEDDINGS)
+        _check_choice("negative_labels", negative_labels, NEGATIVE_LABELS)
+        _check_choice("readout", readout, READOUTS)
+        self.blocks = blocks
+        self.num_classes = int(num_classes)
+        self.threshold = float(threshold)
+        self.loss_type = loss
+        self.alpha = float(alpha)
+        self.normalization = normalization
+        self.label_embedding = label_embedding
+        self.label_scale = float(label_scale)
+        self.negative_labels = negative_labels
+        self.skip_first_block = bool(skip_first_block)
+        self.readout = readout
+        self.readout_layer = (
+            keras.layers.Dense(num_classes, name="readout")
+            if readout == "softmax"
+            else None
+        )
+
+    # ------------------------------------------------------------------ #
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(
+                "ForwardForwardModel with dense blocks expects inputs of "
+                "shape (batch, features). Received: input shape "
+                f"{input_shape}. Flatten images first, e.g. "
+                "`x.reshape(len(x), -1)`."
+            )
+        width = input_shape[-1]
+        if self.label_embedding == "overlay" and width is not None:
+            if width < self.num_classes:
+                raise ValueError(
+                    f"The label overlay writes {self.num_classes} features, "
+                    f"but inputs have only {width}. Received: input shape "
+                    f"{input_shape}, num_classes={self.num_classes}. Use "
+                    "`label_embedding='append'` for narrow inputs."
+                )
+        shape = self._embedded_shape(input_shape)
+        features = 0
+        for i, block in enumerate(self.blocks):
+            if not block.built:
+                block.build(shape)
+            shape = tuple(block.compute_output_shape(shape))
+            if i >= self._first_scored_block():
+                features += int(np.prod(shape[1:]))
+        if self.readout_layer is not None and not self.readout_layer.built:
+            self.readout_layer.build((None, features))
+        self.built = True
+
+    def _embedded_shape(self, input_shape):
+        if self.label_embedding == "append":
+            return (None, input_shape[-1] + self.num_classes)
+        return (None, input_shape[-1])
+
+    def _first_scored_block(self):
+        return 1 if self.skip_first_block and len(self.blocks) > 1 else 0
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    # ------------------------------------------------------------------ #
+    # Forward passes, written once over a `run_block(block, inputs)`.
+    # ------------------------------------------------------------------ #
+    def _embed(self, x, labels):
+        return ff.embed_label(
+            x, labels, self.num_classes, self.label_embedding, self.label_scale
+        )
+
+    def _goodness_scores(self, x, run_block):
+        batch = ops.shape(x)[0]
+        k = self.num_classes
+        tiled = ops.reshape(
+            ops.repeat(ops.expand_dims(x, 1), k, axis=1), (-1, x.shape[-1])
+        )
+        labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
+        h = self._embed(tiled, labels)
+        total = ops.zeros((batch * k,), dtype=x.dtype)
+        for i, block in enumerate(self.blocks):
+            h = run_block(block, ff.normalize_length(h, self.normalization))
+            if i >= self._first_scored_block():
+                total = total + ff.goodness(h)
+        return ops.reshape(total, (batch, k))
+
+    def _readout_features(self, x, run_block):
+        neutral = ops.full(
+            (ops.shape(x)[0], self.num_classes), 1.0 / self.num_classes,
+            dtype=x.dtype,
+        )
+        h = self._embed(x, neutral)
+        features = []
+        for i, block in enumerate(self.blocks):
+            h = run_block(block, ff.normalize_length(h, self.normalization))
+            if i >= self._first_scored_block():
+                flat = ops.reshape(h, (ops.shape(h)[0], -1))
+                features.append(ff.normalize_length(flat, self.normalization))
+        return ops.concatenate(features, axis=-1)
+
+    def call(self, x, training=False):
+        def run_block(block, h):
+            return block(h, training=training)
+
+        if self.readout_layer is not None:
+            features = self._readout_features(x, run_block)
+            return ops.softmax(self.readout_layer(features), axis=-1)
+        return self._goodness_scores(x, run_block)
+
+    def _stateless_runner(self, tv, ntv, training=False):
+        def run_block(block, h):
+            return self.layer_call(block, tv, ntv, h, training=training)[0]
+
+        return run_block
+
+    # ------------------------------------------------------------------ #
+    # The rule.
+    # ------------------------------------------------------------------ #
+    def local_log_names(self):
+        names = []
+        for i in range(len(self.blocks)):
+            names += [
+                f"block_{i}_loss",
+                f"block_{i}_positive_goodness",
+                f"block_{i}_negative_goodness",
+            ]
+        if self.readout_layer is not None:
+            names.append("readout_loss")
+        return names
+
+    def negative_labels_for(self, tv, ntv, x, y):
+        """The wrong labels of the negative pass (detached)."""
+        if self.negative_labels == "hard":
+            scores = self._goodness_scores(
+                x, self._stateless_runner(tv, ntv, training=False)
+            )
+            scores = backend.stop_gradient(scores)
+            return ff.hardest_wrong_labels(scores, y), scores
+        seed = self.step_seed(ntv)
+        return ff.random_wrong_labels(y, self.num_classes, seed), None
+
+    def local_grads(
+        self, trainable_values, non_trainable_values, x, y, sample_weight
+    ):
+        tv, ntv = trainable_values, non_trainable_values
+        y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        x = ops.convert_to_tensor(x)
+        negatives, scores = self.negative_labels_for(tv, ntv, x, y)
+        batch = ops.shape(x)[0]
+        h = ops.concatenate(
+            [self._embed(x, y), self._embed(x, negatives)], axis=0
+        )
+        grads = [ops.zeros_like(v) for v in tv]
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        logs = {}
+        for i, block in enumerate(self.blocks):
+            t_idx = self.variable_indices(block, trainable=True)
+            n_idx = self.variable_indices(block, trainable=False)
+
+            def block_loss(params, inputs, block_ntv, block=block):
+                out, new_block_ntv = block.stateless_call(
+                    params, block_ntv, inputs, training=True
+                )
+                g = ff.goodness(out)
+                g_pos, g_neg = g[:batch], g[batch:]
+                per_sample = ff.forward_forward_loss(
+                    g_pos, g_neg, self.threshold, self.loss_type, self.alpha
+                )
+                loss = _weighted_mean(per_sample, sample_weight)
+                return loss, (out, new_block_ntv, ops.mean(g_pos), ops.mean(g_neg))
+
+            inputs = ff.normalize_length(h, self.normalization)
+            (loss, (h, new_block_ntv, g_pos, g_neg)), block_grads = (
+                backend.value_and_grad(block_loss, has_aux=True)(
+                    self.gather(tv, t_idx), inputs, self.gather(ntv, n_idx)
+                )
+            )
+            grads = self.scatter(grads, t_idx, block_grads)
+            ntv = self.scatter(ntv, n_idx, new_block_ntv)
+            total = total + ops.cast(loss, "float32")
+            logs[f"block_{i}_loss"] = loss
+            logs[f"block_{i}_positive_goodness"] = g_pos
+            logs[f"block_{i}_negative_goodness"] = g_neg
+
+        y_pred = scores
+        if self.readout_layer is not None:
+            readout_loss, readout_grads, y_pred = self._readout_grads(
+                tv, ntv, x, y, sample_weight
+            )
+            idx = self.variable_indices(self.readout_layer)
+            grads = self.scatter(grads, idx, readout_grads)
+            total = total + readout_loss
+            logs["readout_loss"] = readout_loss
+        return grads, ntv, total, y_pred, logs
+
+    def _readout_grads(self, tv, ntv, x, y, sample_weight):
+        features = backend.stop_gradient(
+            self._readout_features(x, self._stateless_runner(tv, ntv))
+        )
+        idx = self.variable_indices(self.readout_layer)
+
+        def readout_loss(params, features):
+            logits, _ = self.readout_layer.stateless_call(params, [], features)
+            per_sample = keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True
+            )
+            return _weighted_mean(per_sample, sample_weight), ops.softmax(logits)
+
+        (loss, probabilities), grads = backend.value_and_grad(
+            readout_loss, has_aux=True
+        )(self.gather(tv, idx), features)
+        return loss, grads, probabilities
+
+    def evaluation_loss(self, tv, ntv, x, y, y_pred, sample_weight):
+        """Summed block losses, the hardest wrong label as negative."""
+        y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        x = ops.convert_to_tensor(x)
+        negatives = ff.hardest_wrong_labels(y_pred, y)
+        run_block = self._stateless_runner(tv, ntv)
+        h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        for block in self.blocks:
+            h_pos = run_block(block, ff.normalize_length(h_pos, self.normalization))
+            h_neg = run_block(block, ff.normalize_length(h_neg, self.normalization))
+            per_sample = ff.forward_forward_loss(
+                ff.goodness(h_pos), ff.goodness(h_neg), self.threshold,
+                self.loss_type, self.alpha,
+            )
+            total = total + ops.cast(
+                _weighted_mean(per_sample, sample_weight), "float32"
+            )
+        return total
+
+    # ------------------------------------------------------------------ #
+    # Input checks.
+    # ------------------------------------------------------------------ #
+    def validate_data(self, x, y=None, sample_weight=None):
+        if isinstance(x, (list, tuple, dict)):
+            raise ValueError(
+                "ForwardForwardModel takes a single input array. Received: "
+                f"x of type {type(x).__name__}."
+            )
+        x = np.asarray(x)
+        self._check_input_rank(tuple(x.shape))
+        check_finite(x, "x")
+        if y is not None:
+            check_integer_labels(y, self.num_classes, len(x))
+
+    def validate_shapes(self, x, y=None):
+        self._check_input_rank(tuple(x.shape))
+        if y is not None:
+            shape = tuple(y.shape)
+            if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
+                raise ValueError(
+                    "Expected integer class labels of shape (batch,). "
+                    f"Received: labels of shape {shape}. For one-hot labels "
+                    "pass `y.argmax(-1)`."
+                )
+
+    def _check_input_rank(self, shape):
+        if len(shape) != 2:
+            raise ValueError(
+                "ForwardForwardModel with dense blocks expects inputs of "
+                f"rank 2, (batch, features). Received: x of shape {shape}. "
+                "Flatten images first, e.g. `x.reshape(len(x), -1)`."
+            )
+
+    # ------------------------------------------------------------------ #
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "blocks": [
+                    keras.saving.serialize_keras_object(b) for b in self.blocks
+                ],
+                "num_classes": self.num_classes,
+                "threshold": self.threshold,
+                "loss": self.loss_type,
+                "alpha": self.alpha,
+                "normalization": self.normalization,
+                "label_embedding": self.label_embedding,
+                "label_scale": self.label_scale,
+                "negative_labels": self.negative_labels,
+                "skip_first_block": self.skip_first_block,
+                "readout": self.readout,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["blocks"] = [
+            keras.saving.deserialize_keras_object(b) for b in config["blocks"]
+        ]
+        return cls(**config)
+
+
+def _weighted_mean(per_sample, sample_weight):
+    if sample_weight is None:
+        return ops.mean(per_sample)
+    weight = ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
+    return ops.mean(per_sample * weight)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Unknown `{name}`. Expected one of {choices}. Received: "
+            f"{name}={value!r}"
+        )

@@ -1,0 +1,350 @@
+import keras
+import numpy as np
+from keras import ops
+from keras.src.utils.tracking import no_automatic_dependency_tracking
+
+from keras_local import backend
+from keras_local.api_export import keras_local_export
+
+
+@keras_local_export
+class LocalModel(backend.LocalTrainer, keras.Model):
+    """Base class of every keras_local learning rule.
+
+    A rule implements one pure method, written with `keras.ops` and
+    `keras_local.backend`:
+
+    ```python
+    def local_grads(self, trainable_values, non_trainable_values, x, y,
+                    sample_weight):
+        ...
+        return grads, new_non_trainable_values, loss, y_pred, logs
+    ```
+
+    `grads` is a list aligned with `self.trainable_variables` (true
+    gradients of local losses, or pseudo-gradients for rules that are not
+    gradient descent); `new_non_trainable_values` is aligned with
+    `self.non_trainable_variables`; `loss` is a scalar; `y_pred` feeds the
+    compiled metrics (or is `None` to skip them during training); `logs` is
+    a dict of scalars named in `local_log_names()`, each averaged over the
+    epoch. `LocalModel` adapts this to the JAX, TensorFlow and PyTorch
+    trainers, so `compile`, `fit`, `evaluate`, `predict`, callbacks, metrics,
+    `jit_compile` and saving work as for any Keras model, and the gradients
+    go through the user's compiled optimizer (schedules, clipping, weight
+    decay keep working).
+
+    What is logged: during training `loss` is what the rule returns,
+    normally the sum of its local losses (one per block, each also logged
+    on its own); `evaluate` reports `_local_evaluate`'s loss, by default the
+    compiled loss on `self(x)` if one was given, otherwise the rule's own
+    evaluation loss (see each rule's docstring).
+
+    Args:
+        seed: int or `None`. Seeds the per-step random stream that rules use
+            (`self.step_seed(...)`). Defaults to `None` (random).
+        **kwargs: passed to `keras.Model`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+
+    ```python
+    class MyRule(keras_local.LocalModel):
+        def local_grads(self, tv, ntv, x, y, sample_weight):
+            ...
+    ```
+
+    References:
+        - Keras 3 custom `train_step` guides, keras.io.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise TypeError(
+                f"`seed` must be an int or None. Received: seed={seed!r}"
+            )
+        self.seed = seed
+        self.step_seed_generator = keras.random.SeedGenerator(
+            seed, name="step_seed"
+        )
+        self._local_trackers = {}
+
+    # ------------------------------------------------------------------ #
+    # What a rule implements.
+    # ------------------------------------------------------------------ #
+    def local_grads(
+        self, trainable_values, non_trainable_values, x, y, sample_weight
+    ):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `local_grads(...)`."
+        )
+
+    def local_log_names(self):
+        """Names of the extra scalars `local_grads` logs (epoch means)."""
+        return []
+
+    def evaluation_loss(
+        self, trainable_values, non_trainable_values, x, y, y_pred,
+        sample_weight,
+    ):
+        """The loss `evaluate` reports; the compiled loss by default."""
+        if self._compile_loss is None:
+            return ops.convert_to_tensor(0.0)
+        return self._compile_loss(y, y_pred, sample_weight)
+
+    def validate_data(self, x, y=None, sample_weight=None):
+        """Checks concrete arrays before anything is trained. Rules extend
+        this; it raises `ValueError` on bad input."""
+        check_finite(x, "x")
+
+    def validate_shapes(self, x, y=None):
+        """Static (trace-time) checks of a batch; rules extend this."""
+
+    # ------------------------------------------------------------------ #
+    # Helpers for rules.
+    # ------------------------------------------------------------------ #
+    def variable_indices(self, layer, trainable=True):
+        """Positions of `layer`'s variables in the model's flat lists."""
+        pool = (
+            self.trainable_variables
+            if trainable
+            else self.non_trainable_variables
+        )
+        position = {id(v): i for i, v in enumerate(pool)}
+        layer_vars = (
+            layer.trainable_variables
+            if trainable
+            else layer.non_trainable_variables
+        )
+        return [position[id(v)] for v in layer_vars if id(v) in position]
+
+    @staticmethod
+    def gather(values, indices):
+        return [values[i] for i in indices]
+
+    @staticmethod
+    def scatter(values, indices, updates):
+        """A copy of the list `values` with `updates` at `indices`."""
+        values = list(values)
+        for i, u in zip(indices, updates):
+            values[i] = u
+        return values
+
+    def layer_call(
+        self, layer, trainable_values, non_trainable_values, inputs,
+        training=True, **kwargs,
+    ):
+        """`layer.stateless_call` on the layer's slice of the flat lists.
+
+        Returns `(outputs, non_trainable_values)` with the layer's updated
+        non-trainable values written into a copy of the model-level list.
+        """
+        t_idx = self.variable_indices(layer, trainable=True)
+        n_idx = self.variable_indices(layer, trainable=False)
+        outputs, new_layer_ntv = layer.stateless_call(
+            self.gather(trainable_values, t_idx),
+            self.gather(non_trainable_values, n_idx),
+            inputs,
+            training=training,
+            **kwargs,
+        )
+        return outputs, self.scatter(non_trainable_values, n_idx, new_layer_ntv)
+
+    def step_seed(self, non_trainable_values, salt=0):
+        """The seed tensor of the current step (same within a step)."""
+        i = self._seed_index()
+        seed = non_trainable_values[i]
+        if salt:
+            seed = seed + ops.cast(ops.convert_to_tensor([salt, 0]), seed.dtype)
+        return seed
+
+    def _seed_index(self):
+        state = self.step_seed_generator.state
+        return [id(v) for v in self.non_trainable_variables].index(id(state))
+
+    # ------------------------------------------------------------------ #
+    # The adapter (called by backend.LocalTrainer).
+    # ------------------------------------------------------------------ #
+    def _local_update(self, tv, ntv, x, y, sample_weight):
+        self.validate_shapes(x, y)
+        out = self.local_grads(list(tv), list(ntv), x, y, sample_weight)
+        if len(out) == 4:
+            grads, new_ntv, loss, y_pred = out
+            logs = {}
+        else:
+            grads, new_ntv, loss, y_pred, logs = out
+        new_ntv = list(new_ntv)
+        i = self._seed_index()
+        increment = ops.cast(ops.convert_to_tensor([0, 1]), new_ntv[i].dtype)
+        new_ntv[i] = ntv[i] + increment
+        return grads, new_ntv, loss, y_pred, logs
+
+    def _local_evaluate(self, tv, ntv, x, y, sample_weight):
+        self.validate_shapes(x, y)
+        y_pred, _ = self.stateless_call(tv, ntv, x, training=False)
+        loss = self.evaluation_loss(tv, ntv, x, y, y_pred, sample_weight)
+        return loss, y_pred
+
+    def _update_local_metrics(self, loss, x, y, y_pred, sample_weight, logs):
+        first = keras.tree.flatten(x)[0]
+        self._loss_tracker.update_state(loss, sample_weight=ops.shape(first)[0])
+        out = {"loss": self._loss_tracker.result()}
+        if y_pred is not None and self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
+            out.update(self._compile_metrics.result())
+        trackers = self._local_trackers or {}
+        for name, value in logs.items():
+            trackers[name].update_state(value)
+        for name, tracker in trackers.items():
+            if name in logs:
+                out[name] = tracker.result()
+        return out
+
+    # ------------------------------------------------------------------ #
+    # Keras entry points: build, validation, trackers.
+    # ------------------------------------------------------------------ #
+    @no_automatic_dependency_tracking
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # Created here, untracked like Keras's own loss tracker, so that a
+        # model built before `compile` (as in `load_model`) can take them.
+        self._local_trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in self.local_log_names()
+        }
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        if self.compiled and self._local_trackers:
+            metrics = metrics + list(self._local_trackers.values())
+        return metrics
+
+    def compile_from_config(self, config):
+        # Keras skips models that override `compile`; ours only adds the
+        # log trackers, so loading compiles as usual.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def _ensure_built(self, x):
+        if not self.built:
+            shapes = keras.tree.map_structure(
+                lambda t: (None,) + tuple(t.shape[1:]), x
+            )
+            self.build(shapes)
+
+    def _check_arrays(self, x, y, sample_weight):
+        if _is_array_like(x) and (y is None or _is_array_like(y)):
+            self.validate_data(x, y, sample_weight)
+            self._prepare_for_batch((x, y, sample_weight))
+
+    def _prepare_for_batch(self, batch):
+        # Build blocks, compiled metrics and optimizer before the first
+        # trace: TF's `fit` traces an unbuilt model, and variables cannot be
+        # created inside a compiled step.
+        x, y, sample_weight = _unpack(batch)
+        self._ensure_built(x)
+        if self.compiled:
+            self._symbolic_build(data_batch=(x, y, sample_weight))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            self._check_arrays(validation_data[0], validation_data[1], None)
+        if not _is_array_like(x):
+            batch = _peek(x)
+            if batch is not None:
+                self._prepare_for_batch(batch)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
+        self._check_arrays(x, y, sample_weight)
+        return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
+        self._check_arrays(x, y, sample_weight)
+        return super().test_on_batch(x, y, sample_weight, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        if _is_array_like(x):
+            self.validate_data(x)
+            self._ensure_built(x)
+        return super().predict(x, *args, **kwargs)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        # Keras does not save seed generators; the step seed is saved so a
+        # reloaded model resumes with the same random stream.
+        store["step_seed"] = keras.ops.convert_to_numpy(
+            self.step_seed_generator.state.value
+        )
+
+    def load_own_variables(self, store):
+        values = {key: store[key] for key in store.keys()}
+        if "step_seed" in values:
+            self.step_seed_generator.state.assign(values.pop("step_seed"))
+        super().load_own_variables(values)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config
+
+
+def _is_array_like(x):
+    if x is None:
+        return False
+    leaves = keras.tree.flatten(x)
+    return bool(leaves) and all(
+        hasattr(t, "shape") and hasattr(t, "dtype") and len(t.shape) > 0
+        for t in leaves
+    )
+
+
+def _peek(x):
+    """The first batch of a tf.data / PyDataset / DataLoader, if cheap."""
+    try:
+        if hasattr(x, "take") and hasattr(x, "element_spec"):  # tf.data
+            for batch in x.take(1):
+                return _to_numpy(batch)
+        if hasattr(x, "__getitem__") and hasattr(x, "__len__"):  # PyDataset
+            return _to_numpy(x[0])
+        if hasattr(x, "dataset") and hasattr(x, "batch_size"):  # DataLoader
+            return _to_numpy(next(iter(x)))
+    except Exception:  # noqa: BLE001 - Keras builds later in any case
+        return None
+    return None
+
+
+def _to_numpy(batch):
+    return keras.tree.map_structure(
+        lambda t: None if t is None else np.asarray(t), batch
+    )
+
+
+def _unpack(batch):
+    if isinstance(batch, (tuple, list)):
+        batch = tuple(batch) + (None,) * (3 - len(batch))
+        return batch[0], batch[1], batch[2]
+    return batch, None, None
+
+
+def check_finite(x, name):
+    for leaf in keras.tree.flatten(x):
+        arr = np.asarray(leaf)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.sum(np.isfinite(arr)))
+            raise ValueError(
+                f"`{name}` contains {bad} NaN or infinite values. Expected "
+                "finite inputs. Clean or impute them (e.g. "
+                "`np.nan_to_num(x)`) before training; nothing was trained."
+            )

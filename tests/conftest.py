@@ -1,0 +1,40 @@
+"""Shared fixtures. The suite runs once per backend: KERAS_BACKEND is set for
+the whole process (see the Makefile / .ci/run)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_local.datasets import data_path
+
+BACKEND = keras.backend.backend()
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DEFAULT_DATA_DIR = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+)
+if not os.environ.get(data_path.ENVIRONMENT_VARIABLE) and os.path.isdir(DEFAULT_DATA_DIR):
+    os.environ[data_path.ENVIRONMENT_VARIABLE] = DEFAULT_DATA_DIR
+
+
+def require_data(filename):
+    """Path of a real data file; skips (fails under CI) when it is missing."""
+    try:
+        return data_path.find_data_file(filename)
+    except FileNotFoundError as missing:
+        if UNDER_CI:
+            pytest.fail(f"CI must have real data: {missing}")
+        pytest.skip(f"real data not available here: {missing}")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
