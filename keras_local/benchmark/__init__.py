@@ -1,0 +1,1 @@
+"""The `keras-local benchmark` machinery."""

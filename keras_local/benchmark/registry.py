@@ -1,0 +1,47 @@
+"""The rules `keras-local benchmark --rules ...` knows.
+
+A rule is a function `build(spec: BenchmarkSpec) -> keras.Model` that
+returns a compiled model (compiled with `metrics=["accuracy"]`) ready for
+`fit(x, y)` on the spec's data. Families register theirs in their own module
+under `keras_local/benchmark/`, listed in `FAMILY_MODULES`.
+"""
+
+import importlib
+
+RULES = {}
+
+FAMILY_MODULES = (
+    "keras_local.benchmark.backprop_rules",
+    "keras_local.benchmark.forward_forward_rules",
+    "keras_local.benchmark.local_loss_rules",
+    "keras_local.benchmark.zeroth_order_rules",
+    "keras_local.benchmark.target_projection_rules",
+)
+
+
+def register_rule(name):
+    def decorator(build):
+        RULES[name] = build
+        return build
+
+    return decorator
+
+
+def available_rules():
+    for module in FAMILY_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    return dict(RULES)
+
+
+def get_rule(name):
+    rules = available_rules()
+    if name not in rules:
+        raise ValueError(
+            f"Unknown benchmark rule. Expected one of {sorted(rules)}. "
+            f"Received: {name!r}"
+        )
+    return rules[name]
