@@ -1,0 +1,507 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_local import backend
+from keras_local.api_export import keras_local_export
+from keras_local.models.local_model import LocalModel
+from keras_local.rules import zeroth_order as zo
+
+
+@keras_local_export
+class ZerothOrderModel(LocalModel):
+    """Zeroth-order (MeZO, ZO-Bench) and forward-gradient training of any
+    Keras model.
+
+    Wraps a Keras model (Sequential, Functional, subclassed, keras-hub) and
+    trains its trainable weights from forward passes alone: each step draws
+    one seed, and for each of `num_queries` random directions `z` measures
+    the loss at `theta + epsilon z` and `theta - epsilon z` (SPSA), giving
+    one scalar projected gradient `pg = (f+ - f-) / (2 epsilon)` and the
+    estimate `g = pg z`; or takes one forward-mode `jvp` along `z`
+    (`estimator="forward_gradient"`, `g = (grad f . z) z`). `z` is never
+    stored: it is regenerated from the seed, variable by variable, for
+    `+epsilon`, `-epsilon` and the update (MeZO's memory trick). `g` goes to
+    the compiled optimizer: `SGD` gives ZO-SGD, `SGD(momentum=...)`
+    ZO-SGD-MMT, `Adam` ZO-Adam. With plain `SGD`, `num_queries=1` and no
+    `sign`/sparsity the update `theta - lr pg z` is elementwise in the
+    regenerated `z`, so under XLA it fuses into the weight update and no
+    gradient-sized tensor is materialised.
+
+    Since the model is never differentiated (except the `first_order_layers`
+    of hybrid training), the compiled loss need not be differentiable (e.g.
+    a 0-1 error) and layers without a gradient (rounding, `argmax`, integer
+    codes) are trained through. Variables with `trainable=False` are never
+    perturbed nor updated.
+
+    Logs `loss` (at the unperturbed weights when it is computed, i.e. with
+    `one_sided`, `conservative` or `first_order_layers`; otherwise the mean
+    of `f+` and `f-`, equal to it up to O(epsilon^2)) and
+    `projected_gradient`, the mean `|pg|` over the queries; with
+    `conservative=True` also `step_kept`, the fraction of steps kept.
+    Compiled metrics see the predictions of the first forward pass of the
+    step.
+
+    Args:
+        model: the Keras model to train.
+        estimator: `"spsa"` or `"forward_gradient"`. Defaults to `"spsa"`.
+        epsilon: float > 0, the SPSA perturbation scale. Defaults to `1e-3`.
+        num_queries: int >= 1, random directions averaged per step.
+            Defaults to `1`.
+        one_sided: bool, SPSA with `(f(theta + eps z) - f(theta)) / eps`.
+            Defaults to `False`.
+        distribution: `"gaussian"` or `"rademacher"` directions. Rademacher
+            signs are drawn identically by every backend. Defaults to
+            `"gaussian"`.
+        sign: bool, feed `sign(g)` to the optimizer (ZO-SGD-Sign). Defaults
+            to `False`.
+        conservative: bool, ZO-SGD-Cons: the step is kept only if the loss
+            at `theta - lr g` (lr: the compiled optimizer's initial learning
+            rate, exact for plain `SGD`) is not above the loss at `theta`.
+            Defaults to `False`.
+        block_wise: bool, perturb one block per step, cycling through the
+            blocks (a block is a layer of `model` that owns trainable
+            weights). Defaults to `False`.
+        first_order_layers: list of layers of `model` (or their names)
+            trained with true (backprop) gradients, the rest zeroth-order
+            (ZO-Bench's hybrid). Defaults to `None`.
+        sparsity: float in [0, 1), fraction of each weight left unperturbed.
+            Defaults to `0.0`.
+        sparsity_mode: `"random"` (a random mask, resampled every
+            `sparsity_resample_every` steps) or `"magnitude"` (only the
+            smallest-magnitude `1 - sparsity` entries are perturbed,
+            recomputed each step). Defaults to `"random"`.
+        sparsity_resample_every: int >= 1. Defaults to `1`.
+        seed: int or `None`, seeds the directions. Defaults to `None`.
+        **kwargs: passed to `keras.Model`.
+
+    Returns:
+        A `keras.Model` whose `predict` is the wrapped model's.
+
+    Example:
+
+    ```python
+    net = keras.Sequential([keras.Input((20,)), keras.layers.Dense(2)])
+    model = keras_local.ZerothOrderModel(net, epsilon=1e-3, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=5)
+    ```
+
+    References:
+        - Spall, "Multivariate stochastic approximation using a simultaneous
+          perturbation gradient approximation", 1992.
+        - Malladi et al., "Fine-Tuning Language Models with Just Forward
+          Passes" (MeZO), 2023.
+        - Zhang et al., "Revisiting Zeroth-Order Optimization for
+          Memory-Efficient LLM Fine-Tuning: A Benchmark" (ZO-Bench), 2024.
+        - Baydin et al., "Gradients without Backpropagation", 2022.
+    """
+
+    def __init__(
+        self,
+        model,
+        estimator="spsa",
+        epsilon=1e-3,
+        num_queries=1,
+        one_sided=False,
+        distribution="gaussian",
+        sign=False,
+        conservative=False,
+        block_wise=False,
+        first_order_layers=None,
+        sparsity=0.0,
+        sparsity_mode="random",
+        sparsity_resample_every=1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(model, keras.layers.Layer):
+            raise TypeError(
+                "`model` must be a Keras model or layer. Received: "
+                f"model={model!r} of type {type(model).__name__}"
+            )
+        _check_choice("estimator", estimator, zo.ESTIMATORS)
+        _check_choice("distribution", distribution, zo.DISTRIBUTIONS)
+        _check_choice("sparsity_mode", sparsity_mode, zo.SPARSITY_MODES)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+            raise ValueError(
+                "`epsilon` must be a float > 0. Received: "
+                f"epsilon={epsilon!r}"
+            )
+        zo._check_epsilon(epsilon)
+        if isinstance(num_queries, np.integer):
+            num_queries = int(num_queries)
+        zo._check_num_queries(num_queries)
+        if not 0.0 <= float(sparsity) < 1.0:
+            raise ValueError(
+                "`sparsity` must be in [0, 1) (the fraction left "
+                f"unperturbed). Received: sparsity={sparsity!r}"
+            )
+        if (
+            not isinstance(sparsity_resample_every, (int, np.integer))
+            or sparsity_resample_every < 1
+        ):
+            raise ValueError(
+                "`sparsity_resample_every` must be an int >= 1. Received: "
+                f"sparsity_resample_every={sparsity_resample_every!r}"
+            )
+        if one_sided and estimator != "spsa":
+            raise ValueError(
+                "`one_sided=True` applies to `estimator='spsa'` only. "
+                f"Received: estimator={estimator!r}, one_sided=True"
+            )
+        self.model = model
+        self.estimator = estimator
+        self.epsilon = float(epsilon)
+        self.num_queries = int(num_queries)
+        self.one_sided = bool(one_sided)
+        self.distribution = distribution
+        self.sign = bool(sign)
+        self.conservative = bool(conservative)
+        self.block_wise = bool(block_wise)
+        self.first_order_layers = (
+            None if first_order_layers is None else list(first_order_layers)
+        )
+        self.sparsity = float(sparsity)
+        self.sparsity_mode = sparsity_mode
+        self.sparsity_resample_every = int(sparsity_resample_every)
+        self.zo_step = self.add_weight(
+            shape=(), dtype="int32", initializer="zeros", trainable=False,
+            name="zo_step",
+        )
+        self.mask_seed = self.add_weight(
+            shape=(2,), dtype="int32", initializer="zeros", trainable=False,
+            name="mask_seed",
+        )
+        self._conservative_lr = None
+
+    # ------------------------------------------------------------------ #
+    def build(self, input_shape):
+        if not self.model.built:
+            self.model.build(input_shape)
+        self._resolve_layers()
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.model.compute_output_shape(input_shape)
+
+    def _resolve_layers(self):
+        if not self.trainable_variables:
+            raise ValueError(
+                "ZerothOrderModel found no trainable weights in the wrapped "
+                f"model {self.model.name!r}. Received: a model whose "
+                "weights are all frozen (`trainable=False`) or that has no "
+                "weights. Unfreeze at least one layer."
+            )
+        fo = []
+        for layer in self.first_order_layers or []:
+            if isinstance(layer, str):
+                try:
+                    layer = self.model.get_layer(layer)
+                except ValueError:
+                    raise ValueError(
+                        "`first_order_layers` names a layer that the wrapped "
+                        f"model does not have. Received: {layer!r}. Layers: "
+                        f"{[l.name for l in self.model.layers]}"
+                    ) from None
+            fo += self.variable_indices(layer)
+        self._fo_idx = sorted(set(fo))
+        self._zo_idx = [
+            i for i in range(len(self.trainable_variables))
+            if i not in set(self._fo_idx)
+        ]
+        if not self._zo_idx and self.first_order_layers:
+            raise ValueError(
+                "Every trainable weight is in `first_order_layers`; nothing "
+                "is left to zeroth-order training. Received: "
+                f"first_order_layers={self.first_order_layers!r}"
+            )
+        # Blocks: the wrapped model's layers that own trainable weights.
+        block_of = {}
+        layers = getattr(self.model, "layers", None) or [self.model]
+        for b, layer in enumerate(layers):
+            for i in self.variable_indices(layer):
+                block_of.setdefault(i, b)
+        rest = [i for i in self._zo_idx if i not in block_of]
+        for i in rest:
+            block_of[i] = len(layers)
+        used = sorted({block_of[i] for i in self._zo_idx})
+        renumber = {b: k for k, b in enumerate(used)}
+        self._block_of = {i: renumber[block_of[i]] for i in self._zo_idx}
+        self.num_blocks = len(used)
+
+    # ------------------------------------------------------------------ #
+    @property
+    def zo_variable_indices(self):
+        """Positions (in `trainable_variables`) of the zeroth-order
+        weights."""
+        return list(self._zo_idx)
+
+    def local_log_names(self):
+        names = ["projected_gradient"]
+        if self.conservative:
+            names.append("step_kept")
+        return names
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        if self.conservative:
+            lr = self.optimizer.learning_rate
+            if callable(lr) and not hasattr(lr, "numpy"):
+                lr = lr(0)
+            self._conservative_lr = float(ops.convert_to_numpy(lr))
+
+    def _index(self, variable):
+        return [id(v) for v in self.non_trainable_variables].index(id(variable))
+
+    def _scales(self, tv, ntv):
+        """Per trainable weight: `None` (not perturbed), `1` or a mask."""
+        scales = [None] * len(tv)
+        step = ntv[self._index(self.zo_step)]
+        active = ops.mod(step, self.num_blocks) if self.block_wise else None
+        mask_seed = ntv[self._index(self.mask_seed)]
+        for i in self._zo_idx:
+            scale = ops.convert_to_tensor(1.0, tv[i].dtype)
+            if self.block_wise:
+                scale = ops.cast(ops.equal(active, self._block_of[i]), tv[i].dtype)
+            if self.sparsity > 0:
+                if self.sparsity_mode == "random":
+                    mask = zo.random_mask(
+                        tv[i].shape, zo.direction_seed(mask_seed, 0, i),
+                        self.sparsity, tv[i].dtype,
+                    )
+                else:
+                    mask = zo.magnitude_mask(tv[i], self.sparsity)
+                scale = scale * mask
+            scales[i] = scale if (self.block_wise or self.sparsity > 0) else None
+        return scales
+
+    def perturbation(self, trainable_values, non_trainable_values, query=0):
+        """The direction `z` of query `query` at the current step, as the
+        step regenerates it (zeros for weights that are not perturbed). For
+        inspection and tests; training never stores it."""
+        tv, ntv = list(trainable_values), list(non_trainable_values)
+        seed = self.step_seed(ntv)
+        scales = self._scales(tv, ntv)
+        out = []
+        for i, v in enumerate(tv):
+            if i not in self._block_of:
+                out.append(ops.zeros_like(v))
+                continue
+            z = zo.direction(
+                v.shape, zo.direction_seed(seed, query, i), self.distribution,
+                v.dtype,
+            )
+            out.append(z if scales[i] is None else z * scales[i])
+        return out
+
+    # ------------------------------------------------------------------ #
+    def _forward(self, tv, ntv, x, y, sample_weight):
+        y_pred, new_ntv = self.stateless_call(tv, ntv, x, training=True)
+        loss = self._compile_loss(y, y_pred, sample_weight)
+        return ops.cast(loss, "float32"), y_pred, new_ntv
+
+    def local_grads(
+        self, trainable_values, non_trainable_values, x, y, sample_weight
+    ):
+        tv, ntv = list(trainable_values), list(non_trainable_values)
+        if self._compile_loss is None:
+            raise ValueError(
+                "ZerothOrderModel needs a compiled loss. Received: "
+                "`compile(...)` without `loss=`. Pass e.g. "
+                "`loss=keras.losses.SparseCategoricalCrossentropy()`."
+            )
+        seed = self.step_seed(ntv)
+        scales = self._scales(tv, ntv)
+        q = self.num_queries
+        logs = {}
+
+        def loss_at(values):
+            return self._forward(values, ntv, x, y, sample_weight)
+
+        grads = [None] * len(tv)
+        loss0 = y_pred = new_ntv = None
+        if self._fo_idx:
+            def head_loss(params):
+                loss, y_pred, new_ntv = loss_at(
+                    self.scatter(tv, self._fo_idx, params)
+                )
+                return loss, (y_pred, new_ntv)
+
+            (loss0, (y_pred, new_ntv)), fo_grads = backend.value_and_grad(
+                head_loss, has_aux=True
+            )(self.gather(tv, self._fo_idx))
+            grads = self.scatter(grads, self._fo_idx, fo_grads)
+        elif self.one_sided or self.conservative:
+            loss0, y_pred, new_ntv = loss_at(tv)
+
+        def seeds_for(k, after_scalar):
+            out = [None] * len(tv)
+            for i in self._zo_idx:
+                s = zo.direction_seed(seed, k, i)
+                out[i] = s if after_scalar is None else zo.after(s, after_scalar)
+            return out
+
+        previous = loss0
+        pgs = []
+        if self.estimator == "spsa":
+            losses = []
+            for k in range(q):
+                loss_plus, yp, ntv_p = loss_at(
+                    zo.perturb(tv, seeds_for(k, previous), scales,
+                               self.epsilon, self.distribution)
+                )
+                if y_pred is None:
+                    y_pred, new_ntv = yp, ntv_p
+                if self.one_sided:
+                    pg = zo.one_sided_projected_gradient(
+                        loss_plus, loss0, self.epsilon
+                    )
+                    previous = loss_plus
+                    losses.append(loss_plus)
+                else:
+                    loss_minus, _, _ = loss_at(
+                        zo.perturb(tv, seeds_for(k, loss_plus), scales,
+                                   -self.epsilon, self.distribution)
+                    )
+                    pg = zo.spsa_projected_gradient(
+                        loss_plus, loss_minus, self.epsilon
+                    )
+                    previous = loss_minus
+                    losses.append(0.5 * (loss_plus + loss_minus))
+                pgs.append(pg)
+                grads = self._accumulate(grads, tv, seeds_for(k, previous),
+                                         scales, pg / q)
+            if loss0 is None:
+                loss0 = ops.mean(ops.stack(losses))
+        else:
+            zo_idx = self._zo_idx
+
+            def fn(params):
+                values = self.scatter(tv, zo_idx, params)
+                loss, y_pred, _ = loss_at(values)
+                return loss, y_pred
+
+            for k in range(q):
+                seeds = seeds_for(k, previous)
+                tangents = []
+                for i in zo_idx:
+                    z = zo.direction(tv[i].shape, seeds[i], self.distribution,
+                                     tv[i].dtype)
+                    tangents.append(z if scales[i] is None else z * scales[i])
+                (loss, yp), (pg, _) = backend.jvp(
+                    fn, self.gather(tv, zo_idx), tangents
+                )
+                pg = ops.cast(pg, "float32")
+                if loss0 is None:
+                    loss0 = loss
+                if y_pred is None:
+                    y_pred = yp
+                pgs.append(pg)
+                previous = loss
+                grads = self._accumulate(grads, tv, seeds_for(k, previous),
+                                         scales, pg / q)
+            if new_ntv is None:
+                # The seed generators of dropout etc. still advance.
+                _, new_ntv = self.stateless_call(tv, ntv, x, training=True)
+
+        if self.sign:
+            grads = [
+                g if i in self._fo_idx else ops.sign(g)
+                for i, g in enumerate(grads)
+            ]
+        if self.conservative:
+            lr = self._conservative_lr
+            candidate = [
+                v - ops.cast(lr, v.dtype) * g for v, g in zip(tv, grads)
+            ]
+            loss_new, _, _ = loss_at(candidate)
+            keep = ops.cast(loss_new <= loss0, "float32")
+            grads = [g * ops.cast(keep, g.dtype) for g in grads]
+            logs["step_kept"] = keep
+        logs["projected_gradient"] = ops.mean(ops.abs(ops.stack(pgs)))
+        new_ntv = list(new_ntv)
+        new_ntv = self._advance(ntv, new_ntv, seed)
+        return grads, new_ntv, loss0, y_pred, logs
+
+    def _accumulate(self, grads, tv, seeds, scales, coefficient):
+        grads = list(grads)
+        for i in self._zo_idx:
+            z = zo.direction(tv[i].shape, seeds[i], self.distribution,
+                             tv[i].dtype)
+            if scales[i] is not None:
+                z = z * scales[i]
+            g = ops.cast(coefficient, z.dtype) * z
+            grads[i] = g if grads[i] is None else grads[i] + g
+        return grads
+
+    def _advance(self, ntv, new_ntv, seed):
+        s = self._index(self.zo_step)
+        m = self._index(self.mask_seed)
+        step = ntv[s]
+        new_ntv[s] = step + 1
+        if self.sparsity > 0 and self.sparsity_mode == "random":
+            resample = ops.equal(ops.mod(step, self.sparsity_resample_every), 0)
+            new_ntv[m] = ops.where(resample, ops.cast(seed, "int32"), ntv[m])
+        else:
+            new_ntv[m] = ntv[m]
+        return new_ntv
+
+    # ------------------------------------------------------------------ #
+    def validate_data(self, x, y=None, sample_weight=None):
+        super().validate_data(x, y, sample_weight)
+        if y is None:
+            return
+        if not self.compiled or self._compile_loss is None:
+            raise ValueError(
+                "ZerothOrderModel needs `compile(optimizer=..., loss=...)` "
+                "before training. Received: a model compiled without a "
+                "loss (or not compiled)."
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "model": keras.saving.serialize_keras_object(self.model),
+                "estimator": self.estimator,
+                "epsilon": self.epsilon,
+                "num_queries": self.num_queries,
+                "one_sided": self.one_sided,
+                "distribution": self.distribution,
+                "sign": self.sign,
+                "conservative": self.conservative,
+                "block_wise": self.block_wise,
+                "first_order_layers": None
+                if self.first_order_layers is None
+                else [
+                    l if isinstance(l, str) else l.name
+                    for l in self.first_order_layers
+                ],
+                "sparsity": self.sparsity,
+                "sparsity_mode": self.sparsity_mode,
+                "sparsity_resample_every": self.sparsity_resample_every,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Unknown `{name}`. Expected one of {list(choices)}. "
+            f"Received: {name}={value!r}"
+        )

@@ -1,0 +1,176 @@
+"""Zeroth-order and forward-gradient estimators, as pure functions.
+
+Everything here is written with `keras.ops` and `keras_local.backend`, on
+flat lists of tensors. A random direction `z` is never stored: it is a pure
+function of a seed tensor, so it is regenerated, identically, wherever it is
+needed (MeZO's memory trick, Malladi et al. 2023).
+"""
+
+from keras import ops
+
+from keras_local import backend
+from keras_local.rules.portable_random import portable_randint
+
+ESTIMATORS = ("spsa", "forward_gradient")
+DISTRIBUTIONS = ("gaussian", "rademacher")
+SPARSITY_MODES = ("random", "magnitude")
+
+# Salts that keep the streams of different queries and variables apart.
+_QUERY_SALT = 1_000_003
+_VARIABLE_SALT = 7_919
+
+
+def direction_seed(seed, query, index):
+    """Seed of query `query`'s direction on variable `index` (a pure
+    function of the step seed)."""
+    salt = 1 + int(query) * _QUERY_SALT + int(index) * _VARIABLE_SALT
+    return seed + ops.cast(ops.convert_to_tensor([salt, 0]), seed.dtype)
+
+
+def direction(shape, seed, distribution="gaussian", dtype="float32"):
+    """A random direction of `shape`, regenerated identically from `seed`.
+
+    Gaussian draws come from the backend's generator (each backend gives a
+    different stream); Rademacher signs (+-1) come from
+    `portable_randint`, identical on JAX, TensorFlow and PyTorch.
+    """
+    if distribution == "gaussian":
+        return backend.random_normal(tuple(shape), seed, dtype=dtype)
+    if distribution == "rademacher":
+        bits = portable_randint(seed, tuple(shape), 2)
+        return ops.cast(bits * 2 - 1, dtype)
+    raise ValueError(
+        f"Unknown distribution. Expected one of {DISTRIBUTIONS}. "
+        f"Received: distribution={distribution!r}"
+    )
+
+
+def after(seed, scalar):
+    """`seed`, made to depend on `scalar` without changing its value.
+
+    XLA merges identical random computations (common-subexpression
+    elimination); a direction regenerated three times would then be computed
+    once and kept alive across both forward passes, a full copy of the
+    parameters. Tying each regeneration to the loss of the previous pass
+    keeps them distinct (and ordered), so each is generated where it is used.
+    """
+    zero = ops.cast(ops.minimum(ops.abs(ops.cast(scalar, "float32")), 0.0), "int32")
+    return seed + ops.cast(zero, seed.dtype)
+
+
+def perturb(values, seeds, scales, epsilon, distribution="gaussian"):
+    """`values[i] + epsilon * scales[i] * z_i`, z_i regenerated from
+    `seeds[i]`; `None` seeds leave a value unperturbed. `scales[i]` is a
+    scalar or a 0/1 mask (sparsity, block-wise), or `None` for 1."""
+    out = []
+    for v, s, m in zip(values, seeds, scales):
+        if s is None:
+            out.append(v)
+            continue
+        z = direction(v.shape, s, distribution, v.dtype)
+        if m is not None:
+            z = z * ops.cast(m, v.dtype)
+        out.append(v + ops.cast(epsilon, v.dtype) * z)
+    return out
+
+
+def spsa_projected_gradient(loss_plus, loss_minus, epsilon):
+    """Two-sided SPSA: `(f(x + eps z) - f(x - eps z)) / (2 eps)`."""
+    return (loss_plus - loss_minus) / (2.0 * epsilon)
+
+
+def one_sided_projected_gradient(loss_plus, loss, epsilon):
+    """One-sided SPSA: `(f(x + eps z) - f(x)) / eps`."""
+    return (loss_plus - loss) / epsilon
+
+
+def spsa_estimate(fn, values, seed, epsilon, num_queries=1, one_sided=False,
+                  distribution="gaussian"):
+    """The SPSA gradient estimate of `fn(values) -> scalar`.
+
+    `g = mean_k pg_k z_k`, `pg_k` the finite-difference projected gradient
+    along `z_k`. A reference implementation (it materialises `g`); the model
+    uses the same seeds so its updates match this estimate.
+
+    Returns:
+        `(grads, projected_gradients)`.
+    """
+    _check_epsilon(epsilon)
+    _check_num_queries(num_queries)
+    base = fn(values) if one_sided else None
+    grads = [ops.zeros_like(v) for v in values]
+    pgs = []
+    for k in range(num_queries):
+        seeds = [direction_seed(seed, k, i) for i in range(len(values))]
+        ones = [None] * len(values)
+        plus = fn(perturb(values, seeds, ones, epsilon, distribution))
+        if one_sided:
+            pg = one_sided_projected_gradient(plus, base, epsilon)
+        else:
+            minus = fn(perturb(values, seeds, ones, -epsilon, distribution))
+            pg = spsa_projected_gradient(plus, minus, epsilon)
+        pgs.append(pg)
+        for i, v in enumerate(values):
+            z = direction(v.shape, seeds[i], distribution, v.dtype)
+            grads[i] = grads[i] + ops.cast(pg, v.dtype) * z / num_queries
+    return grads, pgs
+
+
+def forward_gradient(jvp_value, tangents):
+    """The forward gradient `(grad f . v) v` of one tangent `v`."""
+    return [ops.cast(jvp_value, t.dtype) * t for t in tangents]
+
+
+def forward_gradient_estimate(fn, values, seed, num_queries=1,
+                              distribution="gaussian"):
+    """Forward-gradient estimate of `fn(values)`: one `jvp` per tangent.
+
+    Returns:
+        `(grads, loss, projected_gradients)`.
+    """
+    _check_num_queries(num_queries)
+    grads = [ops.zeros_like(v) for v in values]
+    pgs = []
+    loss = None
+    for k in range(num_queries):
+        tangents = [
+            direction(v.shape, direction_seed(seed, k, i), distribution, v.dtype)
+            for i, v in enumerate(values)
+        ]
+        loss, pg = backend.jvp(fn, values, tangents)
+        pgs.append(pg)
+        for i, g in enumerate(forward_gradient(pg, tangents)):
+            grads[i] = grads[i] + g / num_queries
+    return grads, loss, pgs
+
+
+def random_mask(shape, seed, sparsity, dtype="float32"):
+    """1 on a random `1 - sparsity` fraction of the entries, 0 elsewhere."""
+    u = backend.random_uniform(tuple(shape), seed, dtype="float32")
+    return ops.cast(u >= sparsity, dtype)
+
+
+def magnitude_mask(value, sparsity):
+    """1 on the `1 - sparsity` fraction of entries of smallest magnitude
+    (Sparse MeZO's choice: large weights stay fixed)."""
+    flat = ops.reshape(ops.abs(value), (-1,))
+    size = int(flat.shape[0])
+    keep = max(1, int(round(size * (1.0 - sparsity))))
+    threshold = ops.sort(flat)[keep - 1]
+    return ops.cast(ops.abs(value) <= threshold, value.dtype)
+
+
+def _check_epsilon(epsilon):
+    if not epsilon > 0:
+        raise ValueError(
+            "`epsilon` must be a float > 0 (the perturbation scale). "
+            f"Received: epsilon={epsilon!r}"
+        )
+
+
+def _check_num_queries(num_queries):
+    if not isinstance(num_queries, int) or isinstance(num_queries, bool) or num_queries < 1:
+        raise ValueError(
+            "`num_queries` must be an int >= 1 (random directions averaged "
+            f"per step). Received: num_queries={num_queries!r}"
+        )
