@@ -1,0 +1,636 @@
+import keras
+import numpy as np
+from keras import ops
+
+from keras_local import backend
+from keras_local.api_export import keras_local_export
+from keras_local.layers.learnable_bias import LearnableBias
+from keras_local.models.local_model import LocalModel
+from keras_local.rules import local_learning as ll
+
+
+class _Untracked:
+    """Holds objects out of Keras's automatic tracking (the modules share
+    their layers with the network, which is tracked once)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@keras_local_export
+class LocalLossModel(LocalModel):
+    """Supervised local learning: a network split into modules, each
+    trained by its own auxiliary network (DGL, InfoPro, AugLocal, MAN).
+
+    The network (a list of blocks, or a Keras Sequential / Functional model)
+    is cut into `num_modules` modules at layer boundaries that a single
+    tensor crosses (`split_points()` lists them). Each module but the last
+    has an auxiliary network that turns its output into a prediction; the
+    module is trained by the compiled loss on that prediction (plus, for
+    InfoPro, a reconstruction loss), the last module by the compiled loss
+    on the network's output. The train step goes module by module: forward
+    one module on the detached output of the previous one, take its local
+    loss and gradients, then go on, so no error signal crosses a module
+    boundary and only one module's activations are needed for a backward
+    pass. BatchNorm statistics, Dropout and regularisation losses work as
+    in `fit`. `predict` and `evaluate` run the network alone;
+    `inference_model()` returns it as a plain `keras.Model`. Training logs
+    `loss` (the sum) and `module_{k}_loss` for every module.
+
+    Args:
+        network: a list of Keras layers (blocks) or a `keras.Model`
+            (Sequential or Functional, single input and output).
+        num_modules: int, number of modules K. `None` with a list of blocks
+            means one module per block; with a model, `num_modules` or
+            `cuts` must be given. Defaults to `None`.
+        cuts: list of layer names: the modules end after these layers
+            (each must be a legal split point). Defaults to `None`.
+        auxiliary: `"dgl"` (conv + pooling + dense head; dense for
+            vectors), `"infopro"` (that head plus a decoder reconstructing
+            the input), `"auglocal"` (fresh copies of a uniform selection
+            of the later layers, depth shrinking linearly with k), `"man"`
+            (momentum copy of the next module plus learnable biases, then a
+            head) or a callable `fn(k, feature_shape, output_shape) ->
+            keras.layers.Layer`. Defaults to `"dgl"`.
+        auxiliary_depth: int, AugLocal's largest depth (number of later
+            units in the first module's auxiliary network). Defaults to `3`.
+        infopro_lambdas: `(lambda_reconstruction, lambda_class)`. Defaults
+            to `(1.0, 1.0)`.
+        momentum: float, MAN's EMA momentum. Defaults to `0.995`.
+        seed: int or `None`. Defaults to `None`.
+        **kwargs: passed to `keras.Model`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+
+    ```python
+    resnet = keras.applications.ResNet50(weights=None, classes=10,
+                                         input_shape=(32, 32, 3))
+    model = keras_local.LocalLossModel(resnet, num_modules=4,
+                                       auxiliary="auglocal")
+    model.compile(optimizer="adam",
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=1)
+    plain = model.inference_model()
+    ```
+
+    References:
+        - Belilovsky et al., "Decoupled Greedy Learning of CNNs", ICML 2020.
+        - Wang et al., "Revisiting Locally Supervised Learning: an
+          Alternative to End-to-end Training", ICLR 2021.
+        - Ma et al., "Scaling Supervised Local Learning with Augmented
+          Auxiliary Networks", ICLR 2024.
+        - Su et al., "Momentum Auxiliary Network for Supervised Local
+          Learning", ECCV 2024.
+    """
+
+    def __init__(
+        self,
+        network,
+        num_modules=None,
+        cuts=None,
+        auxiliary="dgl",
+        auxiliary_depth=3,
+        infopro_lambdas=(1.0, 1.0),
+        momentum=0.995,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        if isinstance(network, (list, tuple)):
+            if not network or not all(
+                isinstance(b, keras.layers.Layer) for b in network
+            ):
+                raise ValueError(
+                    "`network` must be a non-empty list of Keras layers or a "
+                    f"keras.Model. Received: network={network!r}"
+                )
+            network = keras.Sequential(list(network))
+        if not isinstance(network, keras.Model):
+            raise ValueError(
+                "`network` must be a list of Keras layers or a keras.Model "
+                f"(Sequential or Functional). Received: {network!r} of type "
+                f"{type(network).__name__}"
+            )
+        if not (auxiliary in ll.AUXILIARY_TYPES or callable(auxiliary)):
+            raise ValueError(
+                f"Unknown `auxiliary`. Expected one of {ll.AUXILIARY_TYPES} "
+                f"or a callable. Received: auxiliary={auxiliary!r}"
+            )
+        if num_modules is not None and (
+            not isinstance(num_modules, (int, np.integer)) or num_modules < 1
+        ):
+            raise ValueError(
+                "`num_modules` must be an int >= 1. Received: "
+                f"num_modules={num_modules!r}"
+            )
+        if cuts is not None:
+            cuts = [cuts] if isinstance(cuts, str) else list(cuts)
+            if num_modules is not None and num_modules != len(cuts) + 1:
+                raise ValueError(
+                    f"{len(cuts)} cuts make {len(cuts) + 1} modules. "
+                    f"Received: num_modules={num_modules}, cuts={cuts}"
+                )
+        if (
+            num_modules is None
+            and cuts is None
+            and not isinstance(network, keras.Sequential)
+        ):
+            raise ValueError(
+                "Splitting a model needs `num_modules` or `cuts`. Received "
+                "neither. Pass e.g. `num_modules=4`, or see "
+                "`LocalLossModel.split_points_of(model)`."
+            )
+        lambdas = tuple(float(v) for v in infopro_lambdas)
+        if len(lambdas) != 2:
+            raise ValueError(
+                "`infopro_lambdas` must be (lambda_reconstruction, "
+                f"lambda_class). Received: {infopro_lambdas!r}"
+            )
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(
+                f"`momentum` must be in [0, 1). Received: momentum={momentum}"
+            )
+        self.network = network
+        self.num_modules = None if num_modules is None else int(num_modules)
+        self.cuts = cuts
+        self.auxiliary = auxiliary
+        self.auxiliary_depth = int(auxiliary_depth)
+        self.infopro_lambdas = lambdas
+        self.momentum = float(momentum)
+        self._graph = None
+        self.auxiliary_networks = []
+        if _known_input_shape(network) is not None:
+            self._split(_known_input_shape(network))
+
+    # ------------------------------------------------------------------ #
+    # Splitting.
+    # ------------------------------------------------------------------ #
+    @staticmethod
+    def split_points_of(model):
+        """Names of the layers after which `model` can be cut (a single
+        tensor crosses the boundary)."""
+        return [name for name, _, _ in _legal_points(_as_graph(model))]
+
+    def split_points(self):
+        """Names of the layers after which the network can be cut."""
+        if self._graph is None:
+            raise ValueError(
+                "The network has no known input shape yet. Build the model "
+                "first (`model.build(input_shape)`) or give the network an "
+                "`Input`."
+            )
+        return [name for name, _, _ in self._points]
+
+    def _split(self, input_shape):
+        if self._graph is not None:
+            return
+        graph = _as_graph(self.network, input_shape)
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise ValueError(
+                "LocalLossModel needs a network with one input and one "
+                f"output. Received: {len(graph.inputs)} inputs, "
+                f"{len(graph.outputs)} outputs."
+            )
+        points = _legal_points(graph)
+        names = [p[0] for p in points]
+        if self.cuts is not None:
+            chosen = []
+            for name in self.cuts:
+                if name not in names:
+                    raise ValueError(_illegal_cut_message(graph, name, names))
+                chosen.append(names.index(name))
+            if chosen != sorted(set(chosen)):
+                raise ValueError(
+                    "`cuts` must be distinct and in network order. Received: "
+                    f"cuts={self.cuts}; legal split points in order: {names}"
+                )
+        else:
+            k = self.num_modules if self.num_modules is not None else len(names) + 1
+            if k - 1 > len(names):
+                raise ValueError(
+                    f"num_modules={k} needs {k - 1} split points, but the "
+                    f"network has only {len(names)} legal ones (layers a "
+                    f"single tensor leaves): {names}. Expected num_modules "
+                    f"<= {len(names) + 1}."
+                )
+            chosen = _balanced_cuts(points, k)
+        self._graph = graph
+        self._points = points
+        self.cuts = [names[i] for i in chosen]
+        self.num_modules = len(chosen) + 1
+        tensors = [graph.inputs[0]] + [points[i][1] for i in chosen] + [
+            graph.outputs[0]
+        ]
+        self._modules = _Untracked(
+            [
+                keras.Model(tensors[j], tensors[j + 1], name=f"module_{j}")
+                for j in range(self.num_modules)
+            ]
+        )
+        self._cut_tensors = _Untracked(tensors)
+        self._cut_positions = _Untracked(chosen)
+
+    @property
+    def modules(self):
+        """The K modules: `keras.Model`s sharing the network's layers."""
+        return list(self._modules.value)
+
+    # ------------------------------------------------------------------ #
+    # Auxiliary networks.
+    # ------------------------------------------------------------------ #
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._split(input_shape)
+        self._input_shape_ = input_shape
+        if not self.auxiliary_networks and self.num_modules > 1:
+            nets = [
+                self._make_auxiliary(k) for k in range(self.num_modules - 1)
+            ]
+            self.auxiliary_networks = nets
+            if self.auxiliary == "man":
+                for k in range(self.num_modules - 1):
+                    for src, dst in self._ema_pairs(k):
+                        dst.assign(np.array(ops.convert_to_numpy(src)))
+        self.built = True
+
+    def _output_activation(self):
+        out = self._graph.outputs[0]
+        layer = out._keras_history[0]
+        act = getattr(layer, "activation", None)
+        name = getattr(act, "__name__", None)
+        return name if name in ("softmax", "sigmoid") else None
+
+    def _head(self, h, k):
+        n = self._graph.outputs[0].shape[-1]
+        act = self._output_activation()
+        if len(h.shape) == 4:
+            h = keras.layers.Conv2D(
+                h.shape[-1], 3, padding="same", activation="relu",
+                name=f"aux{k}_conv",
+            )(h)
+            h = keras.layers.GlobalAveragePooling2D(name=f"aux{k}_pool")(h)
+        elif len(h.shape) == 3:
+            h = keras.layers.GlobalAveragePooling1D(name=f"aux{k}_pool")(h)
+        elif len(h.shape) != 2:
+            h = keras.layers.Flatten(name=f"aux{k}_flatten")(h)
+        return keras.layers.Dense(n, activation=act, name=f"aux{k}_dense")(h)
+
+    def _make_auxiliary(self, k):
+        feature = self._cut_tensors.value[k + 1]
+        inp = keras.Input(tuple(feature.shape[1:]), name=f"aux{k}_input")
+        if callable(self.auxiliary):
+            layer = self.auxiliary(
+                k, tuple(feature.shape), tuple(self._graph.outputs[0].shape)
+            )
+            return keras.Model(inp, layer(inp), name=f"auxiliary_{k}")
+        if self.auxiliary == "dgl":
+            out = self._head(inp, k)
+        elif self.auxiliary == "infopro":
+            target = self._graph.inputs[0]
+            rec = inp
+            if len(target.shape) == 4 and len(inp.shape) == 4:
+                rec = keras.layers.Resizing(
+                    target.shape[1], target.shape[2], name=f"aux{k}_resize"
+                )(rec)
+                rec = keras.layers.Conv2D(
+                    target.shape[-1], 3, padding="same", name=f"aux{k}_decoder"
+                )(rec)
+            else:
+                rec = keras.layers.Flatten(name=f"aux{k}_dflat")(rec)
+                rec = keras.layers.Dense(
+                    int(np.prod(target.shape[1:])), name=f"aux{k}_decoder"
+                )(rec)
+                rec = keras.layers.Reshape(tuple(target.shape[1:]))(rec)
+            out = [self._head(inp, k), rec]
+        elif self.auxiliary == "auglocal":
+            out = self._auglocal_body(inp, k)
+        else:  # man
+            nxt = self._modules.value[k + 1]
+            ema = keras.models.clone_model(nxt)
+            ema.name = f"ema_module_{k + 1}"
+            ema.trainable = False
+            h = LearnableBias(name=f"aux{k}_bias")(inp)
+            h = ema(h)
+            out = h if k + 1 == self.num_modules - 1 else self._head(h, k)
+        return keras.Model(inp, out, name=f"auxiliary_{k}")
+
+    def auglocal_units(self, k):
+        """The sub-models between consecutive split points after module k."""
+        points = self._points
+        start = self._cut_positions.value[k]
+        tensors = [points[i][1] for i in range(start, len(points))]
+        tensors.append(self._graph.outputs[0])
+        return [
+            keras.Model(tensors[i], tensors[i + 1])
+            for i in range(len(tensors) - 1)
+        ]
+
+    def auglocal_selection(self, k):
+        """Indices (into `auglocal_units(k)`) of the layers copied into
+        module k's AugLocal auxiliary network."""
+        units = len(self._points) - self._cut_positions.value[k]
+        depth = ll.auglocal_depth(k, self.num_modules, self.auxiliary_depth)
+        return ll.uniform_selection(units, depth)
+
+    def _auglocal_body(self, inp, k):
+        units = self.auglocal_units(k)
+        h = inp
+        for j, i in enumerate(self.auglocal_selection(k)):
+            unit = units[i]
+            want = tuple(unit.inputs[0].shape)
+            h = _adapt(h, want, f"aux{k}_adapt{j}")
+            copy = keras.models.clone_model(unit)
+            copy.name = f"aux{k}_unit{j}"
+            h = copy(h)
+        return h
+
+    def _ema_pairs(self, k):
+        """(source variable of module k+1, its EMA copy) pairs."""
+        src = self._modules.value[k + 1].weights
+        dst = self.auxiliary_networks[k].get_layer(f"ema_module_{k + 1}").weights
+        return list(zip(src, dst))
+
+    # ------------------------------------------------------------------ #
+    def call(self, x, training=False):
+        return self._graph(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(self._graph.outputs[0].shape)
+
+    def inference_model(self):
+        """The network alone (no auxiliary parts), with the trained weights:
+        a plain `keras.Model` that saves and loads as usual."""
+        if isinstance(self.network, keras.Sequential) or self._graph is None:
+            return self.network
+        return self._graph
+
+    # ------------------------------------------------------------------ #
+    # The rule.
+    # ------------------------------------------------------------------ #
+    def local_log_names(self):
+        k = self.num_modules or 0
+        return [f"module_{i}_loss" for i in range(k)]
+
+    def _local_loss(self, y, prediction, sample_weight):
+        if self._compile_loss is None:
+            raise ValueError(
+                "LocalLossModel trains every module with the compiled loss. "
+                "Received: compile() without a loss. Pass e.g. "
+                "`loss='sparse_categorical_crossentropy'`."
+            )
+        return ops.cast(self._compile_loss(y, prediction, sample_weight), "float32")
+
+    def local_grads(
+        self, trainable_values, non_trainable_values, x, y, sample_weight
+    ):
+        tv, ntv = list(trainable_values), list(non_trainable_values)
+        x = ops.convert_to_tensor(x)
+        if "float" not in str(x.dtype):
+            x = ops.cast(x, "float32")
+        grads = [ops.zeros_like(v) for v in tv]
+        new_ntv = list(ntv)
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        logs = {}
+        h = x
+        y_pred = None
+        last = self.num_modules - 1
+        for k, module in enumerate(self._modules.value):
+            m_t = self.variable_indices(module, trainable=True)
+            m_n = self.variable_indices(module, trainable=False)
+            aux = None if k == last else self.auxiliary_networks[k]
+            a_t = [] if aux is None else self.variable_indices(aux, True)
+            a_n = [] if aux is None else self.variable_indices(aux, False)
+
+            def module_loss(params, h, m_ntv, a_ntv, module=module, aux=aux,
+                            n_m=len(m_t)):
+                out, new_m_ntv, losses = module.stateless_call(
+                    params[:n_m], m_ntv, h, training=True, return_losses=True
+                )
+                reg = _sum(losses)
+                if aux is None:
+                    loss = self._local_loss(y, out, sample_weight)
+                    return loss + reg, (out, out, new_m_ntv, a_ntv)
+                aux_out, new_a_ntv, aux_losses = aux.stateless_call(
+                    params[n_m:], a_ntv, out, training=True,
+                    return_losses=True,
+                )
+                reg = reg + _sum(aux_losses)
+                if self.auxiliary == "infopro":
+                    pred, rec = aux_out
+                    loss = ll.infopro_loss(
+                        rec, x, self._local_loss(y, pred, sample_weight),
+                        *self.infopro_lambdas,
+                    )
+                else:
+                    loss = self._local_loss(y, aux_out, sample_weight)
+                return loss + reg, (out, out, new_m_ntv, new_a_ntv)
+
+            params = self.gather(tv, m_t) + self.gather(tv, a_t)
+            (loss, (h, out, m_ntv, a_ntv)), g = backend.value_and_grad(
+                module_loss, has_aux=True
+            )(params, h, self.gather(ntv, m_n), self.gather(ntv, a_n))
+            grads = self.scatter(grads, m_t + a_t, g)
+            new_ntv = self.scatter(new_ntv, m_n + a_n, list(m_ntv) + list(a_ntv))
+            total = total + ops.cast(loss, "float32")
+            logs[f"module_{k}_loss"] = loss
+            if k == last:
+                y_pred = out
+            elif g:
+                # Orders the next module's forward after this backward pass,
+                # so only one module's activations are alive at a time.
+                h = h + ops.cast(ops.sum(g[0][..., :1]) * 0.0, h.dtype)
+        if self.auxiliary == "man":
+            new_ntv = self._man_update(tv, ntv, new_ntv)
+        return grads, new_ntv, total, y_pred, logs
+
+    def _man_update(self, tv, ntv, new_ntv):
+        t_pos = {id(v): i for i, v in enumerate(self.trainable_variables)}
+        n_pos = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+        for k in range(self.num_modules - 1):
+            for src, dst in self._ema_pairs(k):
+                if id(src) in t_pos:
+                    value = tv[t_pos[id(src)]]
+                else:
+                    value = new_ntv[n_pos[id(src)]]
+                i = n_pos[id(dst)]
+                new_ntv[i] = ll.ema_update(ntv[i], value, self.momentum)
+        return new_ntv
+
+    # ------------------------------------------------------------------ #
+    def validate_data(self, x, y=None, sample_weight=None):
+        if isinstance(x, (list, tuple, dict)):
+            raise ValueError(
+                "LocalLossModel takes a single input array. Received: x of "
+                f"type {type(x).__name__}."
+            )
+        super().validate_data(x, y, sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        auxiliary = self.auxiliary
+        if callable(auxiliary):
+            auxiliary = keras.saving.serialize_keras_object(auxiliary)
+        config.update(
+            {
+                "network": keras.saving.serialize_keras_object(self.network),
+                "num_modules": self.num_modules,
+                "cuts": self.cuts,
+                "auxiliary": auxiliary,
+                "auxiliary_depth": self.auxiliary_depth,
+                "infopro_lambdas": list(self.infopro_lambdas),
+                "momentum": self.momentum,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(
+            config["network"]
+        )
+        if isinstance(config.get("auxiliary"), dict):
+            config["auxiliary"] = keras.saving.deserialize_keras_object(
+                config["auxiliary"]
+            )
+        return cls(**config)
+
+
+# ---------------------------------------------------------------------- #
+def _sum(values):
+    total = ops.convert_to_tensor(0.0, dtype="float32")
+    for v in values:
+        total = total + ops.cast(v, "float32")
+    return total
+
+
+def _known_input_shape(network):
+    if isinstance(network, keras.Sequential):
+        try:
+            return tuple(network.inputs[0].shape)
+        except (AttributeError, IndexError, ValueError, TypeError):
+            return None
+    return tuple(network.inputs[0].shape)
+
+
+def _as_graph(network, input_shape=None):
+    """A Functional graph of the network (Sequential models are re-traced
+    on a fresh `Input`, sharing their layers)."""
+    if isinstance(network, keras.Sequential):
+        shape = input_shape or _known_input_shape(network)
+        if shape is None:
+            raise ValueError(
+                "The network needs an input shape. Received: a Sequential "
+                "model without an `Input`. Add `keras.Input(shape)` first or "
+                "build the model."
+            )
+        inp = keras.Input(tuple(shape[1:]), name="network_input")
+        h = inp
+        for layer in network.layers:
+            h = layer(h)
+        return keras.Model(inp, h, name=network.name + "_graph")
+    return network
+
+
+def _linear_nodes(graph):
+    nodes = []
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if not isinstance(node.operation, keras.layers.InputLayer):
+                nodes.append(node)
+    return nodes
+
+
+def _live_after(graph, nodes):
+    """For each position i, the tensors alive after node i."""
+    last_use = {}
+    for i, node in enumerate(nodes):
+        for t in node.input_tensors:
+            last_use[id(t)] = i
+    for t in graph.outputs:
+        last_use[id(t)] = len(nodes)
+    produced = [(t, -1) for t in graph.inputs]
+    live = []
+    for i, node in enumerate(nodes):
+        produced += [(t, i) for t in node.output_tensors]
+        live.append([t for t, _ in produced if last_use.get(id(t), -2) > i])
+    return live
+
+
+def _legal_points(graph):
+    """[(layer name, output tensor, cost before it)] of legal cuts."""
+    nodes = _linear_nodes(graph)
+    live = _live_after(graph, nodes)
+    points = []
+    cost = 0
+    for i, node in enumerate(nodes[:-1]):
+        cost += 1 if node.operation.trainable_weights else 0
+        alive = live[i]
+        outs = node.output_tensors
+        if len(outs) == 1 and len(alive) == 1 and alive[0] is outs[0]:
+            points.append((node.operation.name, outs[0], cost))
+    return points
+
+
+def _illegal_cut_message(graph, name, names):
+    nodes = _linear_nodes(graph)
+    where = [i for i, n in enumerate(nodes) if n.operation.name == name]
+    if not where:
+        return (
+            f"No layer named {name!r} in the network. Received: cut {name!r}. "
+            f"Expected one of the legal split points: {names}"
+        )
+    live = _live_after(graph, nodes)[where[0]]
+    crossing = [t._keras_history[0].name for t in live]
+    return (
+        f"The network cannot be cut after layer {name!r}: {len(live)} live "
+        f"tensors cross that boundary (outputs of {crossing}), a module "
+        f"boundary must be crossed by exactly one. Received: cut {name!r}. "
+        f"Expected one of the legal split points: {names}"
+    )
+
+
+def _balanced_cuts(points, k):
+    """K-1 split positions balancing the weighted layers per module."""
+    if k == 1:
+        return []
+    total = points[-1][2] + 1
+    chosen = []
+    start = 0
+    for i in range(1, k):
+        target = i * total / k
+        hi = len(points) - (k - 1 - i)
+        candidates = range(start, hi)
+        best = min(candidates, key=lambda j: (abs(points[j][2] - target), -j))
+        chosen.append(best)
+        start = best + 1
+    return chosen
+
+
+def _adapt(h, want, name):
+    """Projects `h` to the input shape a copied unit expects."""
+    have = tuple(h.shape)
+    if have[1:] == tuple(want[1:]):
+        return h
+    if len(want) == 4 and len(have) == 4:
+        stride = max(1, int(have[1] // max(want[1], 1)))
+        return keras.layers.Conv2D(
+            want[-1], 1, strides=stride, padding="same", name=name
+        )(h)
+    if len(want) == 2:
+        if len(have) == 4:
+            h = keras.layers.GlobalAveragePooling2D(name=name + "_pool")(h)
+        elif len(have) == 3:
+            h = keras.layers.GlobalAveragePooling1D(name=name + "_pool")(h)
+        if tuple(h.shape[1:]) == tuple(want[1:]):
+            return h
+        return keras.layers.Dense(want[-1], name=name)(h)
+    raise ValueError(
+        f"AugLocal cannot feed features of shape {have} to a unit expecting "
+        f"{tuple(want)}. Received: incompatible ranks. Use auxiliary='dgl' "
+        "or a callable for this network."
+    )
