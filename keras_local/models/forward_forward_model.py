@@ -6,6 +6,7 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import check_finite
+from keras_local.models.local_model import training_kwargs
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_integer_labels
 
@@ -282,7 +283,7 @@ class ForwardForwardModel(LocalModel):
 
             def block_loss(params, inputs, block_ntv, block=block):
                 out, new_block_ntv = block.stateless_call(
-                    params, block_ntv, inputs, training=True
+                    params, block_ntv, inputs, **training_kwargs(block, True)
                 )
                 g = ff.goodness(out)
                 g_pos, g_neg = g[:batch], g[batch:]

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 from keras import ops
+from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
@@ -225,7 +226,7 @@ class LocalLossModel(LocalModel):
         tensors = [graph.inputs[0]] + [points[i][1] for i in chosen] + [
             graph.outputs[0]
         ]
-        self._modules = _Untracked(
+        self._module_list = _Untracked(
             [
                 keras.Model(tensors[j], tensors[j + 1], name=f"module_{j}")
                 for j in range(self.num_modules)
@@ -237,7 +238,7 @@ class LocalLossModel(LocalModel):
     @property
     def modules(self):
         """The K modules: `keras.Model`s sharing the network's layers."""
-        return list(self._modules.value)
+        return list(self._module_list.value)
 
     # ------------------------------------------------------------------ #
     # Auxiliary networks.
@@ -255,7 +256,20 @@ class LocalLossModel(LocalModel):
                 for k in range(self.num_modules - 1):
                     for src, dst in self._ema_pairs(k):
                         dst.assign(np.array(ops.convert_to_numpy(src)))
+        self._refresh_trackers()
         self.built = True
+
+    @no_automatic_dependency_tracking
+    def _refresh_trackers(self):
+        # A list of blocks learns its module count at build, possibly after
+        # `compile` created the log trackers.
+        if self.compiled and set(self._local_trackers) != set(
+            self.local_log_names()
+        ):
+            self._local_trackers = {
+                name: keras.metrics.Mean(name=name)
+                for name in self.local_log_names()
+            }
 
     def _output_activation(self):
         out = self._graph.outputs[0]
@@ -309,7 +323,7 @@ class LocalLossModel(LocalModel):
         elif self.auxiliary == "auglocal":
             out = self._auglocal_body(inp, k)
         else:  # man
-            nxt = self._modules.value[k + 1]
+            nxt = self._module_list.value[k + 1]
             ema = keras.models.clone_model(nxt)
             ema.name = f"ema_module_{k + 1}"
             ema.trainable = False
@@ -350,7 +364,7 @@ class LocalLossModel(LocalModel):
 
     def _ema_pairs(self, k):
         """(source variable of module k+1, its EMA copy) pairs."""
-        src = self._modules.value[k + 1].weights
+        src = self._module_list.value[k + 1].weights
         dst = self.auxiliary_networks[k].get_layer(f"ema_module_{k + 1}").weights
         return list(zip(src, dst))
 
@@ -398,7 +412,7 @@ class LocalLossModel(LocalModel):
         h = x
         y_pred = None
         last = self.num_modules - 1
-        for k, module in enumerate(self._modules.value):
+        for k, module in enumerate(self._module_list.value):
             m_t = self.variable_indices(module, trainable=True)
             m_n = self.variable_indices(module, trainable=False)
             aux = None if k == last else self.auxiliary_networks[k]

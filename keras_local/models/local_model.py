@@ -147,7 +147,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             self.gather(trainable_values, t_idx),
             self.gather(non_trainable_values, n_idx),
             inputs,
-            training=training,
+            **training_kwargs(layer, training),
             **kwargs,
         )
         return outputs, self.scatter(non_trainable_values, n_idx, new_layer_ntv)
@@ -183,7 +183,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
 
     def _local_evaluate(self, tv, ntv, x, y, sample_weight):
         self.validate_shapes(x, y)
-        y_pred, _ = self.stateless_call(tv, ntv, x, training=False)
+        y_pred, _ = self.stateless_call(tv, ntv, x, **training_kwargs(self, False))
         loss = self.evaluation_loss(tv, ntv, x, y, y_pred, sample_weight)
         return loss, y_pred
 
@@ -336,6 +336,14 @@ def _unpack(batch):
         batch = tuple(batch) + (None,) * (3 - len(batch))
         return batch[0], batch[1], batch[2]
     return batch, None, None
+
+
+def training_kwargs(layer, training):
+    """`{"training": training}` if the layer's `call` takes it, else `{}`:
+    `stateless_call` calls `call` directly, without Keras's filtering."""
+    if getattr(layer, "_call_has_training_arg", False):
+        return {"training": training}
+    return {}
 
 
 def check_finite(x, name):

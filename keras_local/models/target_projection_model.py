@@ -49,8 +49,9 @@ class TargetProjectionModel(LocalModel):
     (`conv_targets="feature_map"`, flattened) or its spatial mean
     (`"pooled"`, one target per channel); recurrent layers (`SimpleRNN`,
     `GRU`, `LSTM`) at the final state (`recurrent_targets="final"`) or at
-    every time step against the same target (`"every_step"`, needs
-    `return_sequences=True`). Blocks without weights (`Flatten`, pooling)
+    every time step against the same target (`"every_step"`, for layers
+    built with `return_sequences=True`; a layer that returns only its final
+    state is always compared there). Blocks without weights (`Flatten`, pooling)
     are passed through.
 
     Training logs `loss` (the sum of the block losses) and
@@ -195,9 +196,7 @@ class TargetProjectionModel(LocalModel):
             out_shape = tuple(block.compute_output_shape(shape))
             if i < last and block.trainable_weights:
                 mode = self._readout_mode(i, block, out_shape)
-                dim = tp.readout_dim(
-                    out_shape[1:] if mode == "flat" else out_shape[-1:], mode
-                )
+                dim = tp.readout_dim(out_shape[1:], mode)
                 target_shape = (
                     tuple(out_shape[1:]) if mode == "flat" else (dim,)
                 )
@@ -236,16 +235,10 @@ class TargetProjectionModel(LocalModel):
         recurrent = isinstance(block, keras.layers.RNN) or hasattr(
             block, "return_sequences"
         )
-        if recurrent and self.recurrent_targets == "every_step":
-            if rank != 3:
-                raise ValueError(
-                    f"recurrent_targets='every_step' needs block {i} "
-                    f"({block.name}) to return the whole sequence. Received: "
-                    f"block output shape {out_shape}. Build the layer with "
-                    "`return_sequences=True` or use "
-                    "recurrent_targets='final'."
-                )
-            return "sequence"
+        if recurrent and rank == 3:
+            return "sequence" if self.recurrent_targets == "every_step" else (
+                "final"
+            )
         if rank == 2:
             return "flat"
         if recurrent and rank == 3:

@@ -50,9 +50,14 @@ class ZerothOrderModel(LocalModel):
             Defaults to `1`.
         one_sided: bool, SPSA with `(f(theta + eps z) - f(theta)) / eps`.
             Defaults to `False`.
-        distribution: `"gaussian"` or `"rademacher"` directions. Rademacher
-            signs are drawn identically by every backend. Defaults to
-            `"gaussian"`.
+        distribution: `"gaussian"` or `"rademacher"` directions. Defaults
+            to `"gaussian"`.
+        generator: `"portable"`, directions hashed from (seed, position)
+            with `keras.ops`: identical on every backend and, under XLA,
+            fused into their consumers so no direction is ever stored; or
+            `"backend"`, the backend's own generator
+            (`keras_local.backend.random_normal`). Defaults to
+            `"portable"`.
         sign: bool, feed `sign(g)` to the optimizer (ZO-SGD-Sign). Defaults
             to `False`.
         conservative: bool, ZO-SGD-Cons: the step is kept only if the loss
@@ -108,6 +113,7 @@ class ZerothOrderModel(LocalModel):
         num_queries=1,
         one_sided=False,
         distribution="gaussian",
+        generator="portable",
         sign=False,
         conservative=False,
         block_wise=False,
@@ -126,6 +132,7 @@ class ZerothOrderModel(LocalModel):
             )
         _check_choice("estimator", estimator, zo.ESTIMATORS)
         _check_choice("distribution", distribution, zo.DISTRIBUTIONS)
+        _check_choice("generator", generator, zo.GENERATORS)
         _check_choice("sparsity_mode", sparsity_mode, zo.SPARSITY_MODES)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
             raise ValueError(
@@ -160,6 +167,7 @@ class ZerothOrderModel(LocalModel):
         self.num_queries = int(num_queries)
         self.one_sided = bool(one_sided)
         self.distribution = distribution
+        self.generator = generator
         self.sign = bool(sign)
         self.conservative = bool(conservative)
         self.block_wise = bool(block_wise)
@@ -297,7 +305,7 @@ class ZerothOrderModel(LocalModel):
                 continue
             z = zo.direction(
                 v.shape, zo.direction_seed(seed, query, i), self.distribution,
-                v.dtype,
+                v.dtype, self.generator,
             )
             out.append(z if scales[i] is None else z * scales[i])
         return out
@@ -307,6 +315,96 @@ class ZerothOrderModel(LocalModel):
         y_pred, new_ntv = self.stateless_call(tv, ntv, x, training=True)
         loss = self._compile_loss(y, y_pred, sample_weight)
         return ops.cast(loss, "float32"), y_pred, new_ntv
+
+    def _graph(self):
+        """The wrapped model's functional graph, if every zeroth-order
+        weight belongs to one of its layers (else `None`)."""
+        cache = self.__dict__.get("_graph_cache")
+        if cache is not None:
+            return cache[0]
+        graph = self.model
+        if isinstance(graph, keras.Sequential):
+            graph = getattr(graph, "_functional", None)
+        ok = (
+            isinstance(graph, keras.Model)
+            and hasattr(graph, "_run_through_graph")
+            and hasattr(graph, "_nodes_by_depth")
+        )
+        if ok:
+            covered = set()
+            for op in graph.operations:
+                if isinstance(op, keras.layers.Layer):
+                    covered.update(self.variable_indices(op))
+            ok = set(self._zo_idx) <= covered
+        self.__dict__["_graph_cache"] = (graph if ok else None,)
+        return graph if ok else None
+
+    def _perturbed_forward(self, tv, ntv, x, y, sample_weight, seeds, scales,
+                           epsilon):
+        """The loss at `tv + epsilon * z`.
+
+        On a functional (or Sequential) model each layer's weights are
+        perturbed inside the forward pass, just before the layer runs, and
+        the draw is tied to the layer's input: under XLA only one layer's
+        perturbed weights exist at a time (inference memory plus one
+        layer). Other models are perturbed as a whole.
+        """
+        graph = self._graph()
+        if graph is None:
+            return self._forward(
+                zo.perturb(tv, seeds, scales, epsilon, self.distribution,
+                           self.generator),
+                ntv, x, y, sample_weight,
+            )
+        state = {"ntv": list(ntv)}
+
+        def operation_fn(op):
+            t_idx = (
+                self.variable_indices(op)
+                if isinstance(op, keras.layers.Layer) else []
+            )
+            takes_training = getattr(op, "_call_has_training_arg", False)
+            if not any(seeds[i] is not None for i in t_idx):
+                def plain(*args, **kwargs):
+                    if takes_training:
+                        kwargs["training"] = True
+                    return op(*args, **kwargs)
+                return plain
+            n_idx = self.variable_indices(op, trainable=False)
+
+            def perturbed(*args, **kwargs):
+                leaves = [
+                    t for t in keras.tree.flatten((args, kwargs))
+                    if hasattr(t, "shape") and hasattr(t, "dtype")
+                ]
+                anchor = (
+                    ops.reshape(leaves[0], (-1,))[0] if leaves else None
+                )
+                values = []
+                for i in t_idx:
+                    s = seeds[i]
+                    if s is not None and anchor is not None:
+                        s = zo.after(s, anchor)
+                    values.append(
+                        zo.perturb([tv[i]], [s], [scales[i]], epsilon,
+                                   self.distribution, self.generator)[0]
+                    )
+                if takes_training:
+                    kwargs["training"] = True
+                out, new = op.stateless_call(
+                    values, self.gather(state["ntv"], n_idx), *args, **kwargs
+                )
+                state["ntv"] = self.scatter(state["ntv"], n_idx, new)
+                return out
+
+            return perturbed
+
+        inputs = graph._standardize_inputs(x)
+        outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+            outputs = outputs[0]
+        loss = self._compile_loss(y, outputs, sample_weight)
+        return ops.cast(loss, "float32"), outputs, state["ntv"]
 
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight
@@ -354,9 +452,9 @@ class ZerothOrderModel(LocalModel):
         if self.estimator == "spsa":
             losses = []
             for k in range(q):
-                loss_plus, yp, ntv_p = loss_at(
-                    zo.perturb(tv, seeds_for(k, previous), scales,
-                               self.epsilon, self.distribution)
+                loss_plus, yp, ntv_p = self._perturbed_forward(
+                    tv, ntv, x, y, sample_weight, seeds_for(k, previous),
+                    scales, self.epsilon,
                 )
                 if y_pred is None:
                     y_pred, new_ntv = yp, ntv_p
@@ -367,9 +465,9 @@ class ZerothOrderModel(LocalModel):
                     previous = loss_plus
                     losses.append(loss_plus)
                 else:
-                    loss_minus, _, _ = loss_at(
-                        zo.perturb(tv, seeds_for(k, loss_plus), scales,
-                                   -self.epsilon, self.distribution)
+                    loss_minus, _, _ = self._perturbed_forward(
+                        tv, ntv, x, y, sample_weight, seeds_for(k, loss_plus),
+                        scales, -self.epsilon,
                     )
                     pg = zo.spsa_projected_gradient(
                         loss_plus, loss_minus, self.epsilon
@@ -394,7 +492,7 @@ class ZerothOrderModel(LocalModel):
                 tangents = []
                 for i in zo_idx:
                     z = zo.direction(tv[i].shape, seeds[i], self.distribution,
-                                     tv[i].dtype)
+                                     tv[i].dtype, self.generator)
                     tangents.append(z if scales[i] is None else z * scales[i])
                 (loss, yp), (pg, _) = backend.jvp(
                     fn, self.gather(tv, zo_idx), tangents
@@ -435,7 +533,7 @@ class ZerothOrderModel(LocalModel):
         grads = list(grads)
         for i in self._zo_idx:
             z = zo.direction(tv[i].shape, seeds[i], self.distribution,
-                             tv[i].dtype)
+                             tv[i].dtype, self.generator)
             if scales[i] is not None:
                 z = z * scales[i]
             g = ops.cast(coefficient, z.dtype) * z
@@ -476,6 +574,7 @@ class ZerothOrderModel(LocalModel):
                 "num_queries": self.num_queries,
                 "one_sided": self.one_sided,
                 "distribution": self.distribution,
+                "generator": self.generator,
                 "sign": self.sign,
                 "conservative": self.conservative,
                 "block_wise": self.block_wise,

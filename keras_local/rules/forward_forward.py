@@ -91,7 +91,7 @@ def random_wrong_labels(labels, num_classes, seed):
     from the same seed.
     """
     labels = ops.cast(labels, "int32")
-    offset = 1 + portable_randint(seed, tuple(labels.shape), num_classes - 1)
+    offset = 1 + portable_randint(seed, ops.shape(labels), num_classes - 1)
     return ops.mod(labels + offset, num_classes)
 
 

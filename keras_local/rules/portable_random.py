@@ -41,16 +41,19 @@ def portable_randint(seed, shape, maxval):
 
     Args:
         seed: integer seed tensor, shape `()` or `(2,)`.
-        shape: static output shape.
+        shape: output shape (entries may be dynamic scalars).
         maxval: int or int32 tensor (scalar or broadcastable to `shape`).
 
     Returns:
         An int32 tensor of `shape`.
     """
-    size = 1
-    for d in shape:
-        size *= int(d)
-    position = ops.arange(size, dtype="int32")
+    if all(isinstance(d, int) for d in shape):
+        size = 1
+        for d in shape:
+            size *= d
+    else:  # a dynamic batch size (e.g. tf.data under TF)
+        size = ops.prod(ops.stack([ops.cast(d, "int32") for d in shape]))
+    position = ops.cast(ops.arange(size), "int32")
     x = _mix(
         position * ops.cast(_GOLDEN, "int32") + _mix(seed_to_int32(seed))
     )

@@ -9,10 +9,13 @@ needed (MeZO's memory trick, Malladi et al. 2023).
 from keras import ops
 
 from keras_local import backend
+from keras_local.rules.portable_random import _mix
 from keras_local.rules.portable_random import portable_randint
+from keras_local.rules.portable_random import seed_to_int32
 
 ESTIMATORS = ("spsa", "forward_gradient")
 DISTRIBUTIONS = ("gaussian", "rademacher")
+GENERATORS = ("portable", "backend")
 SPARSITY_MODES = ("random", "magnitude")
 
 # Salts that keep the streams of different queries and variables apart.
@@ -27,22 +30,50 @@ def direction_seed(seed, query, index):
     return seed + ops.cast(ops.convert_to_tensor([salt, 0]), seed.dtype)
 
 
-def direction(shape, seed, distribution="gaussian", dtype="float32"):
+def direction(shape, seed, distribution="gaussian", dtype="float32",
+              generator="portable"):
     """A random direction of `shape`, regenerated identically from `seed`.
 
-    Gaussian draws come from the backend's generator (each backend gives a
-    different stream); Rademacher signs (+-1) come from
-    `portable_randint`, identical on JAX, TensorFlow and PyTorch.
+    With `generator="portable"` (the default) every entry is an integer hash
+    of (seed, position), written with `keras.ops`: JAX, TensorFlow and
+    PyTorch draw the same numbers (Gaussian up to float rounding of `log`
+    and `cos`), and under XLA the whole draw is elementwise, so it fuses
+    into its consumer (`w + eps z`, the update) and never occupies memory of
+    its own. `generator="backend"` uses `keras_local.backend.random_normal`
+    (each backend a different stream; on JAX, threefry's counters are
+    materialised).
     """
-    if distribution == "gaussian":
-        return backend.random_normal(tuple(shape), seed, dtype=dtype)
-    if distribution == "rademacher":
-        bits = portable_randint(seed, tuple(shape), 2)
+    shape = tuple(int(d) for d in shape)
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"Unknown distribution. Expected one of {DISTRIBUTIONS}. "
+            f"Received: distribution={distribution!r}"
+        )
+    if generator == "backend":
+        if distribution == "gaussian":
+            return backend.random_normal(shape, seed, dtype=dtype)
+        bits = portable_randint(seed, shape, 2)
         return ops.cast(bits * 2 - 1, dtype)
-    raise ValueError(
-        f"Unknown distribution. Expected one of {DISTRIBUTIONS}. "
-        f"Received: distribution={distribution!r}"
-    )
+    if generator != "portable":
+        raise ValueError(
+            f"Unknown generator. Expected one of {GENERATORS}. "
+            f"Received: generator={generator!r}"
+        )
+    size = 1
+    for d in shape:
+        size *= d
+    position = ops.reshape(ops.arange(size, dtype="int32"), shape)
+    key = _mix(seed_to_int32(seed))
+    h1 = _mix(position * ops.cast(-1640531527, "int32") + key)
+    if distribution == "rademacher":
+        return ops.cast(ops.bitwise_and(h1, 1) * 2 - 1, dtype)
+    h2 = _mix(ops.bitwise_xor(h1, ops.cast(0x2545F491, "int32")))
+    # 23 random bits each: uniforms on (0, 1), exact in float32.
+    scale = 1.0 / 8388608.0
+    u1 = (ops.cast(ops.bitwise_and(h1, 0x7FFFFF), "float32") + 0.5) * scale
+    u2 = ops.cast(ops.bitwise_and(h2, 0x7FFFFF), "float32") * scale
+    z = ops.sqrt(-2.0 * ops.log(u1)) * ops.cos(6.283185307179586 * u2)
+    return ops.cast(z, dtype)
 
 
 def after(seed, scalar):
@@ -58,7 +89,8 @@ def after(seed, scalar):
     return seed + ops.cast(zero, seed.dtype)
 
 
-def perturb(values, seeds, scales, epsilon, distribution="gaussian"):
+def perturb(values, seeds, scales, epsilon, distribution="gaussian",
+            generator="portable"):
     """`values[i] + epsilon * scales[i] * z_i`, z_i regenerated from
     `seeds[i]`; `None` seeds leave a value unperturbed. `scales[i]` is a
     scalar or a 0/1 mask (sparsity, block-wise), or `None` for 1."""
@@ -67,7 +99,7 @@ def perturb(values, seeds, scales, epsilon, distribution="gaussian"):
         if s is None:
             out.append(v)
             continue
-        z = direction(v.shape, s, distribution, v.dtype)
+        z = direction(v.shape, s, distribution, v.dtype, generator)
         if m is not None:
             z = z * ops.cast(m, v.dtype)
         out.append(v + ops.cast(epsilon, v.dtype) * z)
@@ -85,7 +117,7 @@ def one_sided_projected_gradient(loss_plus, loss, epsilon):
 
 
 def spsa_estimate(fn, values, seed, epsilon, num_queries=1, one_sided=False,
-                  distribution="gaussian"):
+                  distribution="gaussian", generator="portable"):
     """The SPSA gradient estimate of `fn(values) -> scalar`.
 
     `g = mean_k pg_k z_k`, `pg_k` the finite-difference projected gradient
@@ -103,15 +135,17 @@ def spsa_estimate(fn, values, seed, epsilon, num_queries=1, one_sided=False,
     for k in range(num_queries):
         seeds = [direction_seed(seed, k, i) for i in range(len(values))]
         ones = [None] * len(values)
-        plus = fn(perturb(values, seeds, ones, epsilon, distribution))
+        plus = fn(perturb(values, seeds, ones, epsilon, distribution, generator))
         if one_sided:
             pg = one_sided_projected_gradient(plus, base, epsilon)
         else:
-            minus = fn(perturb(values, seeds, ones, -epsilon, distribution))
+            minus = fn(
+                perturb(values, seeds, ones, -epsilon, distribution, generator)
+            )
             pg = spsa_projected_gradient(plus, minus, epsilon)
         pgs.append(pg)
         for i, v in enumerate(values):
-            z = direction(v.shape, seeds[i], distribution, v.dtype)
+            z = direction(v.shape, seeds[i], distribution, v.dtype, generator)
             grads[i] = grads[i] + ops.cast(pg, v.dtype) * z / num_queries
     return grads, pgs
 
@@ -122,7 +156,7 @@ def forward_gradient(jvp_value, tangents):
 
 
 def forward_gradient_estimate(fn, values, seed, num_queries=1,
-                              distribution="gaussian"):
+                              distribution="gaussian", generator="portable"):
     """Forward-gradient estimate of `fn(values)`: one `jvp` per tangent.
 
     Returns:
@@ -134,7 +168,8 @@ def forward_gradient_estimate(fn, values, seed, num_queries=1,
     loss = None
     for k in range(num_queries):
         tangents = [
-            direction(v.shape, direction_seed(seed, k, i), distribution, v.dtype)
+            direction(v.shape, direction_seed(seed, k, i), distribution,
+                      v.dtype, generator)
             for i, v in enumerate(values)
         ]
         loss, pg = backend.jvp(fn, values, tangents)

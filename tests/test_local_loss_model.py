@@ -1,0 +1,383 @@
+import os
+import runpy
+
+import keras
+import numpy as np
+import pytest
+
+from keras_local.models.local_loss_model import LocalLossModel
+from keras_local.rules import local_learning as ll
+from tests.conftest import require_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def small_resnet(blocks=3, size=8, classes=4):
+    inp = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inp)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    for b in range(blocks):
+        stride = 2 if b == 1 else 1
+        filters = 4 if b == 0 else 8
+        y = keras.layers.Conv2D(
+            filters, 3, strides=stride, padding="same", name=f"b{b}_c1"
+        )(x)
+        y = keras.layers.BatchNormalization(name=f"b{b}_bn")(y)
+        y = keras.layers.ReLU(name=f"b{b}_relu")(y)
+        y = keras.layers.Conv2D(filters, 3, padding="same", name=f"b{b}_c2")(y)
+        if stride == 1 and x.shape[-1] == filters:
+            shortcut = x
+        else:
+            shortcut = keras.layers.Conv2D(
+                filters, 1, strides=stride, name=f"b{b}_sc"
+            )(x)
+        x = keras.layers.Add(name=f"b{b}_add")([shortcut, y])
+        x = keras.layers.ReLU(name=f"b{b}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inp, out)
+
+
+def data(rng, n=16, size=8, classes=4):
+    x = rng.normal(size=(n, size, size, 3)).astype("float32")
+    y = rng.integers(0, classes, size=(n,))
+    return x, y
+
+
+def compiled(model, lr=1e-2):
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=LOSS)
+    return model
+
+
+# ---------------------------------------------------------------------- #
+# Splitting.
+# ---------------------------------------------------------------------- #
+def test_split_points_are_single_tensor_boundaries():
+    net = small_resnet()
+    points = LocalLossModel.split_points_of(net)
+    assert points == [
+        "stem", "stem_bn", "stem_relu", "b0_add", "b0_out", "b1_add",
+        "b1_out", "b2_add", "b2_out", "gap",
+    ]
+    model = LocalLossModel(net, num_modules=3)
+    assert model.cuts == ["b0_out", "b1_out"]
+    assert len(model.modules) == 3
+
+
+def test_composed_modules_reproduce_the_network(rng):
+    net = small_resnet()
+    model = LocalLossModel(net, num_modules=4, auxiliary="dgl")
+    x, _ = data(rng)
+    h = x
+    for module in model.modules:
+        h = module(h, training=False)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(h), keras.ops.convert_to_numpy(net(x))
+    )
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0), net.predict(x, verbose=0)
+    )
+
+
+def test_list_of_blocks_groups_into_modules(rng):
+    blocks = [keras.layers.Dense(8, activation="relu") for _ in range(3)]
+    blocks.append(keras.layers.Dense(4))
+    model = LocalLossModel(blocks, num_modules=2, seed=0)
+    model.build((None, 5))
+    assert model.num_modules == 2
+    x = rng.normal(size=(6, 5)).astype("float32")
+    expected = x
+    for block in blocks:
+        expected = block(expected)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), keras.ops.convert_to_numpy(expected),
+        rtol=1e-6, atol=1e-6,
+    )
+    one_per_block = LocalLossModel(
+        [keras.layers.Dense(8), keras.layers.Dense(4)]
+    )
+    one_per_block.build((None, 5))
+    assert one_per_block.num_modules == 2
+
+
+# ---------------------------------------------------------------------- #
+# Bad input.
+# ---------------------------------------------------------------------- #
+def test_too_many_modules_lists_split_points():
+    with pytest.raises(ValueError, match="only 10 legal") as err:
+        LocalLossModel(small_resnet(), num_modules=12)
+    assert "b1_out" in str(err.value) and "num_modules=12" in str(err.value)
+
+
+def test_cut_with_several_live_tensors_is_rejected():
+    with pytest.raises(ValueError, match="2 live tensors") as err:
+        LocalLossModel(small_resnet(), cuts=["b0_c1"])
+    assert "b0_out" in str(err.value) and "Received" in str(err.value)
+    with pytest.raises(ValueError, match="No layer named"):
+        LocalLossModel(small_resnet(), cuts=["nope"])
+
+
+def test_unknown_auxiliary_is_rejected():
+    with pytest.raises(ValueError, match="Unknown `auxiliary`.*'foo'"):
+        LocalLossModel(small_resnet(), num_modules=2, auxiliary="foo")
+
+
+def test_model_without_modules_or_cuts_is_rejected():
+    with pytest.raises(ValueError, match="num_modules"):
+        LocalLossModel(small_resnet())
+
+
+# ---------------------------------------------------------------------- #
+# Training semantics.
+# ---------------------------------------------------------------------- #
+def _module0_update(model, x, y):
+    """Module 0 and its aux net after one SGD step (then restored). MAN's
+    EMA copy (non-trainable) follows module 1 by design: left out."""
+    part = (
+        model.modules[0].weights + model.auxiliary_networks[0].trainable_weights
+    )
+    start = model.get_weights()
+    model.reset_metrics()
+    logs = model.train_on_batch(x, y, return_dict=True)
+    after = [keras.ops.convert_to_numpy(v) for v in part]
+    model.set_weights(start)
+    return after, logs
+
+
+@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])
+def test_locality(rng, auxiliary):
+    model = compiled(
+        LocalLossModel(small_resnet(), num_modules=3, auxiliary=auxiliary)
+    )
+    x, y = data(rng)
+    model.build(x.shape)
+    initial = [
+        keras.ops.convert_to_numpy(v)
+        for v in model.modules[0].trainable_weights
+    ]
+    before, logs = _module0_update(model, x, y)
+    assert {"module_0_loss", "module_1_loss", "module_2_loss"} <= set(logs)
+    moved = [
+        keras.ops.convert_to_numpy(v) for v in model.modules[0].trainable_weights
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(initial, moved))  # restored
+    # Perturb everything after module 0: later modules, other aux nets.
+    later = model.modules[1:] + model.auxiliary_networks[1:]
+    for part in later:
+        for v in part.weights:
+            v.assign(v.value + 0.5)
+    after, logs_after = _module0_update(model, x, y)
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before[0], initial[0])  # module 0 did learn
+    assert not np.isclose(logs["module_2_loss"], logs_after["module_2_loss"])
+
+
+def test_man_ema_matches_formula(rng):
+    blocks = [keras.layers.Dense(6, activation="relu") for _ in range(2)]
+    blocks.append(keras.layers.Dense(3))
+    model = compiled(
+        LocalLossModel(blocks, auxiliary="man", momentum=0.9, seed=0)
+    )
+    x = rng.normal(size=(8, 5)).astype("float32")
+    y = rng.integers(0, 3, size=(8,))
+    model.build(x.shape)
+    pairs = model._ema_pairs(0) + model._ema_pairs(1)
+    for src, dst in pairs:  # initialised to the next module's weights
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(src), keras.ops.convert_to_numpy(dst)
+        )
+    # Move the EMA off the source so the update is visible.
+    for _, dst in pairs:
+        dst.assign(dst.value * 0.0 + 1.0)
+    src_before = [keras.ops.convert_to_numpy(s) for s, _ in pairs]
+    ema_before = [keras.ops.convert_to_numpy(d) for _, d in pairs]
+    model.train_on_batch(x, y)
+    for s, e, (_, dst) in zip(src_before, ema_before, pairs):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(dst), 0.9 * e + 0.1 * s, rtol=1e-6
+        )
+    assert all(not v.trainable for _, v in pairs)
+
+
+def test_auglocal_depth_schedule_matches_formula():
+    for k, expected in zip(range(7), [5, 4, 4, 3, 2, 2, 1]):
+        got = ll.auglocal_depth(k, 8, max_depth=5, min_depth=1)
+        ref = max(1, round(5 - 4 * k / 6))
+        assert got == ref == expected
+    assert ll.auglocal_depth(0, 2, 4) == 4
+    assert ll.uniform_selection(7, 3) == [0, 3, 6]
+    assert ll.uniform_selection(4, 1) == [3]
+    model = LocalLossModel(
+        small_resnet(), num_modules=4, auxiliary="auglocal", auxiliary_depth=3
+    )
+    model.build((None, 8, 8, 3))
+    depths = []
+    for k, aux in enumerate(model.auxiliary_networks):
+        units = [l for l in aux.layers if l.name.startswith(f"aux{k}_unit")]
+        selection = model.auglocal_selection(k)
+        available = len(model.auglocal_units(k))
+        assert len(units) == len(
+            ll.uniform_selection(available, ll.auglocal_depth(k, 4, 3))
+        ) == len(selection)
+        assert selection[-1] == available - 1  # always ends in the head
+        depths.append(len(units))
+        # Separately initialised copies, not the network's own layers.
+        own = {id(v) for v in model.network.weights}
+        assert not any(id(v) in own for v in aux.weights)
+    assert depths == sorted(depths, reverse=True) and depths[0] > depths[-1]
+
+
+def test_infopro_loss_formula():
+    r = np.array([[1.0, 2.0]], "float32")
+    t = np.array([[0.0, 0.0]], "float32")
+    got = float(ll.infopro_loss(r, t, 0.5, 2.0, 3.0))
+    assert np.isclose(got, 2.0 * 2.5 + 3.0 * 0.5)
+
+
+def test_batchnorm_dropout_and_regularisation(rng):
+    def blocks(reg):
+        return [
+            keras.layers.Dense(
+                6, kernel_regularizer=reg, name="d0",
+                kernel_initializer=keras.initializers.GlorotUniform(1),
+            ),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Dropout(0.5, seed=1, name="drop"),
+            keras.layers.Dense(
+                3, name="d1",
+                kernel_initializer=keras.initializers.GlorotUniform(2),
+            ),
+        ]
+
+    x = rng.normal(size=(8, 5)).astype("float32") + 3.0
+    y = rng.integers(0, 3, size=(8,))
+    logs = {}
+    aux_weights = None
+    for reg in (None, keras.regularizers.L2(0.1)):
+        model = compiled(
+            LocalLossModel(blocks(reg), cuts=["bn"], seed=0), lr=0.0
+        )
+        model.build(x.shape)
+        if aux_weights is None:
+            aux_weights = model.auxiliary_networks[0].get_weights()
+        model.auxiliary_networks[0].set_weights(aux_weights)
+        logs[reg is None] = model.train_on_batch(x, y, return_dict=True)
+        kernel = keras.ops.convert_to_numpy(model.network.layers[0].kernel)
+    penalty = 0.1 * np.sum(kernel**2)
+    np.testing.assert_allclose(
+        logs[False]["module_0_loss"] - logs[True]["module_0_loss"],
+        penalty, rtol=1e-4,
+    )
+    np.testing.assert_allclose(
+        logs[False]["module_1_loss"], logs[True]["module_1_loss"], rtol=1e-6
+    )
+    # BatchNorm statistics moved with the batch during training.
+    bn = model.network.layers[1]
+    assert np.abs(keras.ops.convert_to_numpy(bn.moving_mean)).sum() > 0
+    assert np.abs(keras.ops.convert_to_numpy(bn.moving_mean)).sum() > 0
+    # Dropout is off in predict: deterministic outputs.
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_evaluate_runs_the_network_alone(rng):
+    net = small_resnet()
+    model = compiled(LocalLossModel(net, num_modules=3, auxiliary="infopro"))
+    x, y = data(rng)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    loss = model.evaluate(x, y, verbose=0, batch_size=16)
+    ref = float(LOSS(y, net(x, training=False)))
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("auxiliary", ["auglocal", "man"])
+def test_save_load_predict_and_resume(rng, tmp_path, auxiliary):
+    model = LocalLossModel(
+        small_resnet(), num_modules=3, auxiliary=auxiliary, seed=3
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=LOSS)
+    x, y = data(rng)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, LocalLossModel)
+    assert loaded.cuts == model.cuts
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+    a = model.train_on_batch(x, y, return_dict=True)
+    b = loaded.train_on_batch(x, y, return_dict=True)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+        rtol=1e-4, atol=1e-5,
+    )
+    plain = model.inference_model()
+    assert not isinstance(plain, LocalLossModel)
+    plain.save(str(tmp_path / "plain.keras"))
+    reloaded = keras.models.load_model(str(tmp_path / "plain.keras"))
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_callable_auxiliary(rng):
+    def head(k, feature_shape, output_shape):
+        return keras.Sequential(
+            [keras.layers.GlobalAveragePooling2D(),
+             keras.layers.Dense(output_shape[-1])]
+        )
+
+    model = compiled(LocalLossModel(small_resnet(), num_modules=2,
+                                    auxiliary=head))
+    x, y = data(rng)
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "module_0_loss", "module_1_loss"}
+
+
+# ---------------------------------------------------------------------- #
+# A shrunk real run, the guide and the example.
+# ---------------------------------------------------------------------- #
+def test_cifar10_subset_learns_above_chance():
+    from keras_local.datasets import load_cifar10
+
+    require_data("cifar10_jpeg.npz")
+    (x, y), (xt, yt) = load_cifar10(max_train=2000, max_test=500)
+    x, xt = x.astype("float32") / 255.0, xt.astype("float32") / 255.0
+    net = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model = LocalLossModel(net, num_modules=3, auxiliary="dgl", seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3), loss=LOSS,
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    _, accuracy = model.evaluate(xt, yt, verbose=0)
+    # Chance is 0.10; 500 test images give a standard error of ~0.014.
+    assert accuracy > 0.25, accuracy
+
+
+@pytest.mark.parametrize(
+    "script", ["guides/local_learning.py", "examples/cifar10_auglocal.py"]
+)
+def test_docs_run_shrunk(monkeypatch, script):
+    require_data("cifar10_jpeg.npz")
+    monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
+    runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
