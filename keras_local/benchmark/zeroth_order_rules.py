@@ -1,0 +1,45 @@
+"""Zeroth-order rules for the benchmark: MeZO (ZO-SGD), ZO-Adam and the
+forward gradient, on the shared MLP."""
+
+import keras
+
+from keras_local.benchmark.backprop_rules import mlp_layers
+from keras_local.benchmark.registry import register_rule
+from keras_local.models.zeroth_order_model import ZerothOrderModel
+
+
+def _build(spec, optimizer, **kwargs):
+    net = keras.Sequential(
+        [keras.Input(spec.input_shape)]
+        + ([keras.layers.Flatten()] if len(spec.input_shape) > 1 else [])
+        + mlp_layers(spec)
+        + [keras.layers.Dense(spec.num_classes)]
+    )
+    model = ZerothOrderModel(net, seed=spec.seed, **kwargs)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=spec.jit_compile,
+    )
+    return model
+
+
+@register_rule("zo_sgd")
+def build_zo_sgd(spec):
+    """MeZO: two-sided SPSA, one query, plain SGD (the benchmark's
+    `learning_rate` is meant for Adam; ZO-SGD uses 10x it)."""
+    return _build(spec, keras.optimizers.SGD(10 * spec.learning_rate),
+                  epsilon=1e-3)
+
+
+@register_rule("zo_adam")
+def build_zo_adam(spec):
+    return _build(spec, keras.optimizers.Adam(spec.learning_rate),
+                  epsilon=1e-3)
+
+
+@register_rule("forward_gradient")
+def build_forward_gradient(spec):
+    return _build(spec, keras.optimizers.Adam(spec.learning_rate),
+                  estimator="forward_gradient")
