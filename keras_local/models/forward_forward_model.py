@@ -270,37 +270,23 @@ class ForwardForwardModel(LocalModel):
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
         x = ops.convert_to_tensor(x)
         negatives, scores = self.negative_labels_for(tv, ntv, x, y)
-        batch = ops.shape(x)[0]
-        h = ops.concatenate(
-            [self._embed(x, y), self._embed(x, negatives)], axis=0
-        )
+        h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
         grads = [ops.zeros_like(v) for v in tv]
         total = ops.convert_to_tensor(0.0, dtype="float32")
         logs = {}
         for i, block in enumerate(self.blocks):
             t_idx = self.variable_indices(block, trainable=True)
             n_idx = self.variable_indices(block, trainable=False)
-
-            def block_loss(params, inputs, block_ntv, block=block):
-                out, new_block_ntv = block.stateless_call(
-                    params, block_ntv, inputs, **training_kwargs(block, True)
-                )
-                g = ff.goodness(out)
-                g_pos, g_neg = g[:batch], g[batch:]
-                per_sample = ff.forward_forward_loss(
-                    g_pos, g_neg, self.threshold, self.loss_type, self.alpha
-                )
-                loss = _weighted_mean(per_sample, sample_weight)
-                return loss, (out, new_block_ntv, ops.mean(g_pos), ops.mean(g_neg))
-
-            inputs = ff.normalize_length(h, self.normalization)
-            (loss, (h, new_block_ntv, g_pos, g_neg)), block_grads = (
-                backend.value_and_grad(block_loss, has_aux=True)(
-                    self.gather(tv, t_idx), inputs, self.gather(ntv, n_idx)
-                )
+            params, block_ntv = self.gather(tv, t_idx), self.gather(ntv, n_idx)
+            step = self._separable_block_step if self.loss_type == "softplus" else self._joint_block_step
+            loss, h_pos, h_neg, block_ntv, block_grads, g_pos, g_neg = step(
+                block, params, block_ntv,
+                ff.normalize_length(h_pos, self.normalization),
+                ff.normalize_length(h_neg, self.normalization),
+                sample_weight,
             )
             grads = self.scatter(grads, t_idx, block_grads)
-            ntv = self.scatter(ntv, n_idx, new_block_ntv)
+            ntv = self.scatter(ntv, n_idx, block_ntv)
             total = total + ops.cast(loss, "float32")
             logs[f"block_{i}_loss"] = loss
             logs[f"block_{i}_positive_goodness"] = g_pos
@@ -316,6 +302,42 @@ class ForwardForwardModel(LocalModel):
             total = total + readout_loss
             logs["readout_loss"] = readout_loss
         return grads, ntv, total, y_pred, logs
+
+    def _separable_block_step(self, block, params, block_ntv, x_pos, x_neg, sample_weight):
+        # softplus(theta - g_pos) + softplus(g_neg - theta) splits into a
+        # positive and a negative term: two passes of `batch` rows each keep
+        # half the activations of one pass over both.
+        def term(params, inputs, block_ntv, positive):
+            out, new_block_ntv = block.stateless_call(
+                params, block_ntv, inputs, **training_kwargs(block, True)
+            )
+            g = ff.goodness(out)
+            per_sample = ops.softplus(self.threshold - g) if positive else ops.softplus(g - self.threshold)
+            return _weighted_mean(per_sample, sample_weight), (out, new_block_ntv, ops.mean(g))
+
+        value_and_grad = backend.value_and_grad(term, has_aux=True)
+        (loss_pos, (h_pos, block_ntv, g_pos)), grads_pos = value_and_grad(params, x_pos, block_ntv, True)
+        (loss_neg, (h_neg, block_ntv, g_neg)), grads_neg = value_and_grad(params, x_neg, block_ntv, False)
+        grads = [a + b for a, b in zip(grads_pos, grads_neg)]
+        return loss_pos + loss_neg, h_pos, h_neg, block_ntv, grads, g_pos, g_neg
+
+    def _joint_block_step(self, block, params, block_ntv, x_pos, x_neg, sample_weight):
+        batch = ops.shape(x_pos)[0]
+
+        def block_loss(params, inputs, block_ntv):
+            out, new_block_ntv = block.stateless_call(
+                params, block_ntv, inputs, **training_kwargs(block, True)
+            )
+            g = ff.goodness(out)
+            g_pos, g_neg = g[:batch], g[batch:]
+            per_sample = ff.forward_forward_loss(g_pos, g_neg, self.threshold, self.loss_type, self.alpha)
+            aux = (out[:batch], out[batch:], new_block_ntv, ops.mean(g_pos), ops.mean(g_neg))
+            return _weighted_mean(per_sample, sample_weight), aux
+
+        (loss, (h_pos, h_neg, block_ntv, g_pos, g_neg)), grads = backend.value_and_grad(
+            block_loss, has_aux=True
+        )(params, ops.concatenate([x_pos, x_neg], axis=0), block_ntv)
+        return loss, h_pos, h_neg, block_ntv, grads, g_pos, g_neg
 
     def _readout_grads(self, tv, ntv, x, y, sample_weight):
         features = backend.stop_gradient(
