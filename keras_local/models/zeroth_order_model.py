@@ -295,6 +295,11 @@ class ZerothOrderModel(LocalModel):
         """The direction `z` of query `query` at the current step, as the
         step regenerates it (zeros for weights that are not perturbed). For
         inspection and tests; training never stores it."""
+        if not self.built:
+            raise ValueError(
+                "`perturbation()` needs a built model. Received: an unbuilt "
+                "ZerothOrderModel; call `model.build(input_shape)` first."
+            )
         tv, ntv = list(trainable_values), list(non_trainable_values)
         seed = self.step_seed(ntv)
         scales = self._scales(tv, ntv)

@@ -1,0 +1,423 @@
+"""Tests of ZerothOrderModel and the zeroth-order estimators.
+
+Expectations are derived from the maths: two-sided SPSA is exact on a
+quadratic, `(f(w + e z) - f(w - e z)) / 2e = grad f . z`, so one ZO-SGD step
+on a linear model with squared error must equal `w - lr (grad f . z) z`,
+with `grad f` and `z` both computed here in NumPy. The portable directions
+are an integer hash re-implemented below in NumPy, which makes the three
+backends agree with one reference.
+"""
+
+import os
+import runpy
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_local.models.zeroth_order_model import ZerothOrderModel
+from keras_local.rules import zeroth_order as zo
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+# ---------------------------------------------------------------------- #
+# A NumPy re-implementation of the portable directions.
+# ---------------------------------------------------------------------- #
+def _np_mix(x):
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x045D9F3B)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x045D9F3B)
+        return x ^ (x >> np.uint32(16))
+
+
+def np_direction(shape, seed_pair, distribution="gaussian"):
+    s0, s1 = (int(v) for v in seed_pair)
+    with np.errstate(over="ignore"):
+        value = np.uint32(s0 & 0xFFFFFFFF)
+        value = _np_mix(value * np.uint32(31) + np.uint32(s1 & 0xFFFFFFFF))
+        key = _np_mix(value)
+        position = np.arange(int(np.prod(shape)), dtype=np.uint32)
+        h1 = _np_mix(position * np.uint32(0x9E3779B9) + key)
+    if distribution == "rademacher":
+        z = (h1 & np.uint32(1)).astype(np.float64) * 2 - 1
+    else:
+        h2 = _np_mix(h1 ^ np.uint32(0x2545F491))
+        u1 = ((h1 & np.uint32(0x7FFFFF)).astype(np.float64) + 0.5) / 2**23
+        u2 = (h2 & np.uint32(0x7FFFFF)).astype(np.float64) / 2**23
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)
+    return z.reshape(shape)
+
+
+def np_direction_seed(step_seed, query, index):
+    s = np.asarray(step_seed, dtype=np.int64)
+    return (s[0] + 1 + query * 1_000_003 + index * 7_919, s[1])
+
+
+def _step_seed(model):
+    return keras.ops.convert_to_numpy(model.step_seed_generator.state.value)
+
+
+# ---------------------------------------------------------------------- #
+# Fixtures.
+# ---------------------------------------------------------------------- #
+def linear_model(rng, inputs=4, outputs=3, frozen_first=False):
+    net = keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(5, name="body", trainable=not frozen_first),
+            keras.layers.Dense(outputs, name="head"),
+        ]
+    )
+    net.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.5 for w in net.get_weights()]
+    )
+    return net
+
+
+def regression_data(rng, n=16, inputs=4, outputs=3):
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    y = rng.normal(size=(n, outputs)).astype("float32")
+    return x, y
+
+
+def np_mse_grads(weights, x, y):
+    w1, b1, w2, b2 = [w.astype(np.float64) for w in weights]
+    h = x @ w1 + b1
+    pred = h @ w2 + b2
+    d = 2.0 * (pred - y) / pred.size
+    dw2, db2 = h.T @ d, d.sum(0)
+    dh = d @ w2.T
+    return [x.T @ dh, dh.sum(0), dw2, db2]
+
+
+# ---------------------------------------------------------------------- #
+# Estimators.
+# ---------------------------------------------------------------------- #
+def test_portable_direction_matches_numpy_reference():
+    seed = ops.convert_to_tensor([5, 9], dtype="int32")
+    for distribution in ("gaussian", "rademacher"):
+        z = ops.convert_to_numpy(zo.direction((7, 3), seed, distribution))
+        np.testing.assert_allclose(
+            z, np_direction((7, 3), (5, 9), distribution), rtol=1e-5, atol=1e-5
+        )
+    big = ops.convert_to_numpy(zo.direction((20000,), seed))
+    assert abs(big.mean()) < 0.03 and abs(big.std() - 1.0) < 0.03
+
+
+def test_spsa_points_along_true_gradient_of_a_quadratic():
+    rng = np.random.default_rng(0)
+    d = 6
+    scale = rng.uniform(0.5, 2.0, size=d).astype("float32")
+    center = rng.normal(size=d).astype("float32")
+    theta = rng.normal(size=d).astype("float32")
+
+    def fn(values):
+        return 0.5 * ops.sum(scale * (values[0] - center) ** 2)
+
+    true = scale * (theta - center)
+    seed = ops.convert_to_tensor([3, 0], dtype="int32")
+    for distribution, one_sided in (("gaussian", False), ("rademacher", True)):
+        grads, pgs = zo.spsa_estimate(
+            fn, [ops.convert_to_tensor(theta)], seed, epsilon=1e-2,
+            num_queries=200, one_sided=one_sided, distribution=distribution,
+        )
+        g = ops.convert_to_numpy(grads[0])
+        cosine = g @ true / (np.linalg.norm(g) * np.linalg.norm(true))
+        assert cosine >= 0.95, (distribution, one_sided, cosine)
+        assert len(pgs) == 200
+
+
+def test_forward_gradient_is_exactly_grad_dot_v_times_v():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 3)).astype("float32")
+    b = rng.normal(size=(3,)).astype("float32")
+    w = rng.normal(size=(4, 3)).astype("float32")
+    c = rng.normal(size=(3,)).astype("float32")
+
+    def fn(values):
+        return ops.sum(ops.sin(values[0] * a)) + ops.sum(values[1] ** 2 * b)
+
+    seed = ops.convert_to_tensor([11, 2], dtype="int32")
+    grads, loss, pgs = zo.forward_gradient_estimate(
+        fn, [ops.convert_to_tensor(w), ops.convert_to_tensor(c)], seed
+    )
+    true = [np.cos(w * a) * a, 2 * c * b]
+    v = [np_direction(w.shape, np_direction_seed((11, 2), 0, 0)),
+         np_direction(c.shape, np_direction_seed((11, 2), 0, 1))]
+    dot = sum(float(np.sum(t * vi)) for t, vi in zip(true, v))
+    np.testing.assert_allclose(float(ops.convert_to_numpy(pgs[0])), dot, rtol=1e-4)
+    for g, vi in zip(grads, v):
+        np.testing.assert_allclose(ops.convert_to_numpy(g), dot * vi,
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        float(ops.convert_to_numpy(loss)),
+        np.sum(np.sin(w * a)) + np.sum(c**2 * b), rtol=1e-5,
+    )
+
+
+# ---------------------------------------------------------------------- #
+# The model: exact updates, seed trick, cross-backend agreement.
+# ---------------------------------------------------------------------- #
+@pytest.mark.parametrize("distribution", ["gaussian", "rademacher"])
+def test_zo_sgd_step_matches_numpy_reference(distribution):
+    # Same weights, batch and seed give the same update on every backend:
+    # the reference below is pure NumPy (directions re-implemented), so the
+    # three backends agree with it and with each other.
+    rng = np.random.default_rng(2)
+    net = linear_model(rng)
+    x, y = regression_data(rng)
+    lr, eps = 0.05, 1e-2
+    model = ZerothOrderModel(net, epsilon=eps, distribution=distribution, seed=7)
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    model.build((None, 4))
+    weights = [w.astype(np.float64) for w in net.get_weights()]
+    for step in range(2):
+        step_seed = _step_seed(model)
+        assert tuple(step_seed) == (7, step)  # the seed advances by one
+        # The directions the step will regenerate (never stored by it).
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        z_model = [ops.convert_to_numpy(z) for z in model.perturbation(tv, ntv)]
+        z = [np_direction(w.shape, np_direction_seed(step_seed, 0, i), distribution)
+             for i, w in enumerate(weights)]
+        for a, b in zip(z_model, z):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        if step == 1:
+            assert not np.allclose(z[0], z_first[0])
+        z_first = z
+        grads = np_mse_grads(weights, x, y)
+        pg = sum(float(np.sum(g * zi)) for g, zi in zip(grads, z))
+        expected = [w - lr * pg * zi for w, zi in zip(weights, z)]
+        logs = model.train_on_batch(x, y, return_dict=True)
+        got = net.get_weights()
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(logs["projected_gradient"], abs(pg),
+                                   rtol=1e-2)
+        weights = [w.astype(np.float64) for w in got]
+
+
+def test_perturbation_identical_in_its_three_uses():
+    # If +eps, -eps and the update used different directions, the update
+    # would not be parallel to the direction of the step. With one query
+    # the weight change is exactly -lr * pg * z for the z regenerated from
+    # the step seed; check on a non-quadratic (tanh) model too.
+    rng = np.random.default_rng(3)
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh"),
+                            keras.layers.Dense(2)])
+    x, y = regression_data(rng, outputs=2)
+    model = ZerothOrderModel(net, epsilon=1e-3, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.train_on_batch(x[:2], y[:2])  # build everything
+    before = [w.copy() for w in net.get_weights()]
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    z = np.concatenate([ops.convert_to_numpy(t).ravel()
+                        for t in model.perturbation(tv, ntv)])
+    model.train_on_batch(x, y)
+    delta = np.concatenate([(a - b).ravel() for a, b in zip(net.get_weights(), before)])
+    cosine = abs(delta @ z) / (np.linalg.norm(delta) * np.linalg.norm(z))
+    assert cosine > 0.9999
+
+
+def test_sign_conservative_and_adam_variants_follow_the_estimate():
+    rng = np.random.default_rng(4)
+    x, y = regression_data(rng)
+    net = linear_model(rng)
+    model = ZerothOrderModel(net, epsilon=1e-2, sign=True, seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = net.get_weights()
+    model.train_on_batch(x, y)
+    for a, b in zip(net.get_weights(), before):
+        np.testing.assert_allclose(np.abs(a - b), 0.01, rtol=1e-3)
+    # Conservative: a huge learning rate raises the loss: the step is
+    # dropped and the weights do not move.
+    net = linear_model(rng)
+    model = ZerothOrderModel(net, epsilon=1e-2, conservative=True, seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(100.0), loss="mse")
+    before = net.get_weights()
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["step_kept"] == 0.0
+    for a, b in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hybrid_head_gets_the_true_gradient_and_block_wise_cycles():
+    rng = np.random.default_rng(5)
+    x, y = regression_data(rng)
+    net = linear_model(rng)
+    model = ZerothOrderModel(net, first_order_layers=["head"], seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    weights = net.get_weights()
+    grads = np_mse_grads(weights, x, y)
+    model.train_on_batch(x, y)
+    new = net.get_weights()
+    for i in (2, 3):
+        np.testing.assert_allclose(new[i], weights[i] - 0.1 * grads[i],
+                                   rtol=1e-4, atol=1e-5)
+    assert not np.allclose(new[0], weights[0])
+    # Block-wise: one layer per step, cycling.
+    net = linear_model(rng)
+    model = ZerothOrderModel(net, block_wise=True, seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    for step in range(3):
+        before = net.get_weights()
+        model.train_on_batch(x, y)
+        after = net.get_weights()
+        changed = [not np.array_equal(a, b) for a, b in zip(after, before)]
+        active = step % 2
+        assert changed == [active == 0] * 2 + [active == 1] * 2, (step, changed)
+
+
+def test_sparsity_leaves_masked_entries_untouched():
+    rng = np.random.default_rng(6)
+    x, y = regression_data(rng)
+    for mode in ("random", "magnitude"):
+        net = linear_model(rng)
+        model = ZerothOrderModel(net, sparsity=0.75, sparsity_mode=mode, seed=4)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        before = net.get_weights()
+        model.train_on_batch(x, y)
+        kernel_moved = ~np.isclose(net.get_weights()[2], before[2], atol=0, rtol=0)
+        assert 0.05 < kernel_moved.mean() < 0.5, (mode, kernel_moved.mean())
+        if mode == "magnitude":
+            moved = np.abs(before[2][kernel_moved])
+            kept = np.abs(before[2][~kernel_moved])
+            assert moved.max() <= kept.min() + 1e-6
+
+
+# ---------------------------------------------------------------------- #
+# What backprop cannot do.
+# ---------------------------------------------------------------------- #
+def test_trains_on_non_differentiable_zero_one_loss():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(256, 2)).astype("float32")
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype("int32")
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    net.set_weights([np.array([[0.0, 0.3], [0.0, 0.2]], "float32"),
+                     np.zeros(2, "float32")])
+
+    def zero_one(y_true, y_pred):
+        wrong = ops.not_equal(ops.argmax(y_pred, axis=-1),
+                              ops.cast(ops.reshape(y_true, (-1,)), "int32"))
+        return ops.mean(ops.cast(wrong, "float32"))
+
+    model = ZerothOrderModel(net, epsilon=0.3, num_queries=4, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=zero_one)
+    start = float(model.evaluate(x, y, batch_size=256, verbose=0))
+    model.fit(x, y, batch_size=256, epochs=40, verbose=0)
+    end = float(model.evaluate(x, y, batch_size=256, verbose=0))
+    assert start > 0.3 and end < 0.5 * start, (start, end)
+
+
+class RoundLayer(keras.layers.Layer):
+    """Quantises to a grid: its gradient is zero almost everywhere."""
+
+    def call(self, x):
+        return ops.round(x * 2.0) / 2.0
+
+
+def test_trains_through_a_layer_without_gradient():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(128, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, name="below"),
+                            RoundLayer(), keras.layers.Dense(1, name="above")])
+    net.set_weights([np.full((3, 1), 0.1, "float32"), np.zeros(1, "float32"),
+                     np.ones((1, 1), "float32"), np.zeros(1, "float32")])
+    # Backprop gives the layer below a zero gradient.
+    with keras.StatelessScope():
+        pass
+    model = ZerothOrderModel(net, epsilon=0.2, num_queries=4, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.02), loss="mse")
+    start = float(model.evaluate(x, y, batch_size=128, verbose=0))
+    before = net.get_layer("below").get_weights()[0].copy()
+    model.fit(x, y, batch_size=128, epochs=40, verbose=0)
+    end = float(model.evaluate(x, y, batch_size=128, verbose=0))
+    assert not np.allclose(net.get_layer("below").get_weights()[0], before)
+    assert end < 0.5 * start, (start, end)
+
+
+# ---------------------------------------------------------------------- #
+# Frozen layers, saving, bad input.
+# ---------------------------------------------------------------------- #
+def test_frozen_layer_is_never_perturbed_nor_updated():
+    rng = np.random.default_rng(9)
+    net = linear_model(rng, frozen_first=True)
+    x, y = regression_data(rng)
+    model = ZerothOrderModel(net, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    frozen = net.get_layer("body").get_weights()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert len(model.trainable_variables) == 2
+    frozen_ids = {id(v) for v in net.get_layer("body").weights}
+    assert not frozen_ids & {id(v) for v in model.trainable_variables}
+    for a, b in zip(net.get_layer("body").get_weights(), frozen):
+        np.testing.assert_array_equal(a, b)
+    # Its output is the unperturbed one in every forward pass: the loss
+    # the step sees at +eps and -eps differs only through the head.
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    assert len(model.perturbation(tv, ntv)) == 2
+
+
+def test_save_load_and_resume(tmp_path):
+    rng = np.random.default_rng(10)
+    x, y = regression_data(rng, n=32)
+    model = ZerothOrderModel(linear_model(rng), num_queries=2, seed=5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "zo.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, ZerothOrderModel)
+    assert loaded.num_queries == 2 and loaded.epsilon == model.epsilon
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_array_equal(_step_seed(loaded), _step_seed(model))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input_raises_value_error():
+    rng = np.random.default_rng(11)
+    with pytest.raises(ValueError, match="Received: epsilon=0"):
+        ZerothOrderModel(linear_model(rng), epsilon=0)
+    with pytest.raises(ValueError, match="Received: epsilon=-0.1"):
+        ZerothOrderModel(linear_model(rng), epsilon=-0.1)
+    with pytest.raises(ValueError, match="Received: num_queries=0"):
+        ZerothOrderModel(linear_model(rng), num_queries=0)
+    with pytest.raises(ValueError, match="Received: estimator='newton'"):
+        ZerothOrderModel(linear_model(rng), estimator="newton")
+    net = linear_model(rng)
+    net.trainable = False
+    model = ZerothOrderModel(net)
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = regression_data(rng)
+    with pytest.raises(ValueError, match="no trainable weights"):
+        model.fit(x, y, verbose=0)
+
+
+# ---------------------------------------------------------------------- #
+# Benchmark rules and docs.
+# ---------------------------------------------------------------------- #
+def test_benchmark_rules_build_and_train():
+    from keras_local.benchmark.benchmark_spec import BenchmarkSpec
+    from keras_local.benchmark.registry import get_rule
+
+    spec = BenchmarkSpec("digits", (16,), 3, hidden_units=(8,))
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(32, 16)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    for name in ("zo_sgd", "zo_adam", "forward_gradient"):
+        model = get_rule(name)(spec)
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        assert "accuracy" in history.history
