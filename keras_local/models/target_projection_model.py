@@ -274,6 +274,17 @@ class TargetProjectionModel(LocalModel):
             h = block(h, training=training)
         return h
 
+    def _block_call(self, block, tv, ntv, inputs, training=True):
+        """`layer_call` for any layer (some, like `Conv2D`, take no
+        `training` argument)."""
+        t_idx = self.variable_indices(block, trainable=True)
+        n_idx = self.variable_indices(block, trainable=False)
+        out, new_block_ntv = stateless_block_call(
+            block, self.gather(tv, t_idx), self.gather(ntv, n_idx), inputs,
+            training=training,
+        )
+        return out, self.scatter(ntv, n_idx, new_block_ntv)
+
     @property
     def projections(self):
         """The fixed projection matrices, one per trained hidden block."""
@@ -313,9 +324,7 @@ class TargetProjectionModel(LocalModel):
         n_idx = self.variable_indices(block, trainable=False)
 
         def output_loss(params, inputs, block_ntv):
-            out, new_block_ntv = block.stateless_call(
-                params, block_ntv, inputs, training=True
-            )
+            out, new_block_ntv = stateless_block_call(block, params, block_ntv, inputs)
             return self._task_loss(y, out, sample_weight), (out, new_block_ntv)
 
         (loss, (y_pred, new_block_ntv)), block_grads = backend.value_and_grad(
@@ -338,7 +347,7 @@ class TargetProjectionModel(LocalModel):
         logs = {}
         for i, block in enumerate(self.blocks[:-1]):
             if i not in projections:
-                h, ntv = self.layer_call(block, tv, ntv, h, training=True)
+                h, ntv = self._block_call(block, tv, ntv, h)
                 h = backend.stop_gradient(h)
                 continue
             t_idx = self.variable_indices(block, trainable=True)
@@ -348,9 +357,7 @@ class TargetProjectionModel(LocalModel):
 
             def block_loss(params, inputs, block_ntv, block=block, mode=mode,
                            target=target):
-                out, new_block_ntv = block.stateless_call(
-                    params, block_ntv, inputs, training=True
-                )
+                out, new_block_ntv = stateless_block_call(block, params, block_ntv, inputs)
                 loss = self._hidden_loss(
                     tp.readout(out, mode), target, sample_weight
                 )
@@ -437,6 +444,15 @@ class TargetProjectionModel(LocalModel):
             config["projection_initializer"]
         )
         return cls(**config)
+
+
+def stateless_block_call(block, params, block_ntv, inputs, training=True):
+    """`block.stateless_call`, passing `training` only to layers whose
+    `call` takes it."""
+    kwargs = {}
+    if getattr(block, "_call_has_training_arg", True):
+        kwargs["training"] = training
+    return block.stateless_call(params, block_ntv, inputs, **kwargs)
 
 
 def _check_choice(name, value, choices):
