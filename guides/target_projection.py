@@ -1,0 +1,122 @@
+"""
+Title: Training without feedback: DRTP, tpSGD, FA and DFA
+Author: keras_local contributors
+Date created: 2026/11/27
+Last modified: 2026/11/27
+Description: Train an MNIST MLP with direct random target projection and
+tpSGD, and compare with feedback alignment, DFA and backprop.
+"""
+
+"""
+## Introduction
+
+Backpropagation sends the output error back through the transposed
+weights of every layer, and no layer can update before the whole forward
+and backward pass is done. Direct random target projection (DRTP, Frenkel
+et al. 2021) removes the feedback entirely: every hidden block learns
+towards a fixed random projection `y* B` of the one-hot label, right after
+its own forward pass. tpSGD (Lomnitz et al. 2022) generalizes the idea to
+any local loss (MSE, cross-entropy, ...) and to convolutional and recurrent
+blocks. Feedback alignment (FA) and direct feedback alignment (DFA) keep an
+error signal but carry it through fixed random matrices: they are the usual
+baselines.
+"""
+
+"""
+## Setup
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_local.datasets import load_mnist
+from keras_local.layers.feedback_alignment import FeedbackAlignment
+from keras_local.models.direct_feedback_alignment_model import (
+    DirectFeedbackAlignmentModel,
+)
+from keras_local.models.target_projection_model import TargetProjectionModel
+
+SHRINK = os.environ.get("KERAS_LOCAL_SHRINK") == "1"
+NUM_TRAIN = 800 if SHRINK else 60000
+EPOCHS = 1 if SHRINK else 5
+WIDTH = 32 if SHRINK else 500
+
+(x_train, y_train), (x_test, y_test) = load_mnist()
+x_train = x_train[:NUM_TRAIN].reshape(-1, 784).astype("float32") / 255.0
+y_train = y_train[:NUM_TRAIN]
+x_test = x_test[: NUM_TRAIN // 4].reshape(-1, 784).astype("float32") / 255.0
+y_test = y_test[: NUM_TRAIN // 4]
+
+"""
+## DRTP and tpSGD
+
+A `TargetProjectionModel` takes a list of blocks; the last is the output
+block, trained on the compiled loss. Each hidden block gets its own fixed
+projection matrix (a non-trainable weight, saved with the model).
+"""
+
+
+def blocks():
+    return [
+        keras.layers.Dense(WIDTH, activation="tanh"),
+        keras.layers.Dense(WIDTH, activation="tanh"),
+        keras.layers.Dense(10),
+    ]
+
+
+def compile_and_fit(model):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x_train, y_train, batch_size=100, epochs=EPOCHS, verbose=0)
+    return model.evaluate(x_test, y_test, verbose=0)[1]
+
+
+results = {}
+results["drtp"] = compile_and_fit(
+    TargetProjectionModel(blocks(), num_classes=10, rule="drtp", seed=0)
+)
+results["tpsgd (mse)"] = compile_and_fit(
+    TargetProjectionModel(
+        blocks(), num_classes=10, rule="tpsgd", local_loss="mse", seed=0
+    )
+)
+
+"""
+Training logs one loss per block (`block_0_loss`, `block_1_loss`, and the
+task loss of the output block, `block_2_loss`).
+
+## Baselines: FA, DFA and backprop
+
+`FeedbackAlignment` wraps a `Dense` layer inside any Keras model: the
+forward pass is unchanged, the error sent below goes through a fixed
+random matrix. `DirectFeedbackAlignmentModel` projects the output error
+straight to every hidden block.
+"""
+
+fa = keras.Sequential(
+    [keras.Input((784,))]
+    + [FeedbackAlignment(layer, seed=i) for i, layer in enumerate(blocks())]
+)
+results["fa"] = compile_and_fit(fa)
+results["dfa"] = compile_and_fit(
+    DirectFeedbackAlignmentModel(blocks(), num_classes=10, seed=0)
+)
+results["backprop"] = compile_and_fit(
+    keras.Sequential([keras.Input((784,))] + blocks())
+)
+for name, accuracy in results.items():
+    print(f"{name:>12}: test accuracy {accuracy:.4f}")
+
+"""
+## Conclusion
+
+DRTP and tpSGD train every hidden block from the label alone, with no
+feedback and no update locking; FA and DFA need the output error. See
+`benchmarks/target_projection.py` for full-size accuracy and memory
+comparisons.
+"""

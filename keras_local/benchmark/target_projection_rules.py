@@ -1,0 +1,63 @@
+"""Target projection rules (DRTP, tpSGD) and their feedback-alignment
+baselines (FA, DFA) for the benchmark."""
+
+import keras
+
+from keras_local.benchmark.backprop_rules import mlp_layers
+from keras_local.benchmark.registry import register_rule
+from keras_local.layers.feedback_alignment import FeedbackAlignment
+from keras_local.models.direct_feedback_alignment_model import (
+    DirectFeedbackAlignmentModel,
+)
+from keras_local.models.target_projection_model import TargetProjectionModel
+
+
+def _blocks(spec):
+    flatten = [keras.layers.Flatten()] if len(spec.input_shape) > 1 else []
+    return flatten + mlp_layers(spec) + [keras.layers.Dense(spec.num_classes)]
+
+
+def _compile(model, spec):
+    model.compile(
+        optimizer=keras.optimizers.Adam(spec.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=spec.jit_compile,
+    )
+    return model
+
+
+@register_rule("drtp")
+def build_drtp(spec):
+    model = TargetProjectionModel(
+        _blocks(spec), num_classes=spec.num_classes, rule="drtp", seed=spec.seed
+    )
+    return _compile(model, spec)
+
+
+@register_rule("tpsgd")
+def build_tpsgd(spec):
+    model = TargetProjectionModel(
+        _blocks(spec), num_classes=spec.num_classes, rule="tpsgd",
+        local_loss="mse", seed=spec.seed,
+    )
+    return _compile(model, spec)
+
+
+@register_rule("dfa")
+def build_dfa(spec):
+    model = DirectFeedbackAlignmentModel(
+        _blocks(spec), num_classes=spec.num_classes, seed=spec.seed
+    )
+    return _compile(model, spec)
+
+
+@register_rule("fa")
+def build_fa(spec):
+    layers = []
+    for i, layer in enumerate(_blocks(spec)):
+        if isinstance(layer, keras.layers.Dense):
+            layer = FeedbackAlignment(layer, seed=spec.seed * 1009 + i)
+        layers.append(layer)
+    model = keras.Sequential([keras.Input(spec.input_shape)] + layers)
+    return _compile(model, spec)

@@ -1,0 +1,368 @@
+"""Target projection (DRTP, tpSGD), feedback alignment and DFA."""
+
+import os
+import runpy
+
+import keras
+import numpy as np
+import pytest
+
+from keras_local import backend
+from keras_local.layers.feedback_alignment import FeedbackAlignment
+from keras_local.models.direct_feedback_alignment_model import (
+    DirectFeedbackAlignmentModel,
+)
+from keras_local.models.target_projection_model import TargetProjectionModel
+from tests.conftest import BACKEND
+from tests.conftest import require_data
+
+LR = 0.1
+GUIDE = os.path.join(
+    os.path.dirname(__file__), "..", "guides", "target_projection.py"
+)
+
+
+def _sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _data(rng, n=16, d=6, k=3):
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = rng.integers(0, k, size=n)
+    return x, y
+
+
+def _softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _tp_model(rule="drtp", local_loss=None, hidden=5, k=3, d=6, **kwargs):
+    model = TargetProjectionModel(
+        [keras.layers.Dense(hidden, activation="tanh"), keras.layers.Dense(k)],
+        num_classes=k, rule=rule, local_loss=local_loss, seed=3, **kwargs,
+    )
+    model.build((None, d))
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
+    return model
+
+
+def _reference_hidden_grad(rule, local_loss, x, y_onehot, w, b, proj):
+    """NumPy gradient of the hidden block's local loss w.r.t. (W, b)."""
+    n = len(x)
+    h = np.tanh(x @ w + b)
+    t = y_onehot @ proj
+    if rule == "drtp":
+        dh = -t / n
+    elif local_loss == "mse":
+        dh = 2.0 * (h - t) / (n * h.shape[1])
+    elif local_loss == "categorical_crossentropy":
+        dh = (_softmax(h) - _softmax(t)) / n
+    else:  # binary_crossentropy
+        dh = (_sigmoid(h) - _sigmoid(t)) / (n * h.shape[1])
+    da = dh * (1.0 - h**2)
+    return x.T @ da, da.sum(0), h
+
+
+@pytest.mark.parametrize(
+    "rule,local_loss",
+    [
+        ("drtp", None),
+        ("tpsgd", "mse"),
+        ("tpsgd", "categorical_crossentropy"),
+        ("tpsgd", "binary_crossentropy"),
+    ],
+)
+def test_dense_update_matches_numpy(rng, rule, local_loss):
+    x, y = _data(rng)
+    model = _tp_model(rule, local_loss)
+    w, b = model.blocks[0].get_weights()
+    wo, bo = model.blocks[-1].get_weights()
+    proj = keras.ops.convert_to_numpy(model.projections[0])
+    y_onehot = np.eye(3)[y]
+    dw, db, h = _reference_hidden_grad(rule, local_loss, x, y_onehot, w, b, proj)
+    # The output block learns from the task loss on the detached input.
+    e = (_softmax(h @ wo + bo) - y_onehot) / len(x)
+    model.train_on_batch(x, y)
+    new = model.blocks[0].get_weights() + model.blocks[-1].get_weights()
+    np.testing.assert_allclose(new[0], w - LR * dw, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new[1], b - LR * db, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new[2], wo - LR * h.T @ e, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new[3], bo - LR * e.sum(0), rtol=1e-4, atol=1e-5)
+
+
+def test_one_hot_labels_give_the_same_update(rng):
+    x, y = _data(rng)
+    a = _tp_model("tpsgd", "mse")
+    b_model = _tp_model("tpsgd", "mse")
+    b_model.set_weights(a.get_weights())
+    b_model.compile(
+        optimizer=keras.optimizers.SGD(LR),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
+    a.train_on_batch(x, y)
+    b_model.train_on_batch(x, np.eye(3, dtype="float32")[y])
+    for u, v in zip(a.get_weights(), b_model.get_weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_block_update_is_local(rng):
+    """Block 0's update does not depend on the blocks above it."""
+    x, y = _data(rng)
+    w0 = rng.normal(size=(6, 5)).astype("float32")
+    updates = []
+    for scale in (1.0, -3.0):
+        model = TargetProjectionModel(
+            [
+                keras.layers.Dense(5, activation="tanh"),
+                keras.layers.Dense(4, activation="tanh"),
+                keras.layers.Dense(3),
+            ],
+            num_classes=3, rule="drtp", seed=3,
+        )
+        model.build((None, 6))
+        model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
+        model.blocks[0].set_weights([w0, np.zeros(5, "float32")])
+        for block in model.blocks[1:]:
+            block.set_weights([scale * w for w in block.get_weights()])
+        model.train_on_batch(x, y)
+        updates.append(model.blocks[0].get_weights()[0] - w0)
+    np.testing.assert_allclose(updates[0], updates[1], rtol=1e-5, atol=1e-7)
+    assert np.abs(updates[0]).max() > 0
+
+
+def test_projections_fixed_seeded_and_saved(rng, tmp_path):
+    x, y = _data(rng, n=64)
+    model = _tp_model("drtp")
+    twin = _tp_model("drtp")
+    before = [keras.ops.convert_to_numpy(p).copy() for p in model.projections]
+    for p, q in zip(before, twin.projections):
+        np.testing.assert_array_equal(p, keras.ops.convert_to_numpy(q))
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    after = [keras.ops.convert_to_numpy(p) for p in model.projections]
+    for p, q in zip(before, after):
+        np.testing.assert_array_equal(p, q)
+    assert not any(v.trainable for v in model.projections)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for p, q in zip(before, loaded.projections):
+        np.testing.assert_array_equal(p, keras.ops.convert_to_numpy(q))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+    )
+    model.train_on_batch(x, y)
+    loaded.train_on_batch(x, y)
+    for u, v in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    for p, q in zip(before, loaded.projections):
+        np.testing.assert_array_equal(p, keras.ops.convert_to_numpy(q))
+
+
+def test_feedback_alignment_gradients_are_b_transpose_e(rng):
+    x, y = _data(rng, n=8, d=4)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            FeedbackAlignment(keras.layers.Dense(5, activation="tanh"), seed=1),
+            FeedbackAlignment(keras.layers.Dense(3), seed=2),
+        ]
+    )
+    fa1, fa2 = model.layers
+    w1, b1 = fa1.layer.get_weights()
+    w2, b2 = fa2.layer.get_weights()
+    fb1 = keras.ops.convert_to_numpy(fa1.feedback)
+    fb2 = keras.ops.convert_to_numpy(fa2.feedback)
+    assert [id(v) for v in model.trainable_variables] == [
+        id(v) for v in (fa1.layer.kernel, fa1.layer.bias, fa2.layer.kernel,
+                        fa2.layer.bias)
+    ]
+    assert not np.allclose(fb2, w2)
+    loss_fn = _sparse_ce()
+    ntv = [v.value for v in model.non_trainable_variables]
+
+    def loss(params, inputs):
+        out, _ = model.stateless_call(params, ntv, inputs, training=True)
+        return loss_fn(keras.ops.convert_to_tensor(y), out)
+
+    def input_loss(params):
+        return loss(tv, params[0])
+
+    tv = [v.value for v in model.trainable_variables]
+    _, grads = backend.value_and_grad(loss)(tv, keras.ops.convert_to_tensor(x))
+    grads = [keras.ops.convert_to_numpy(g) for g in grads]
+    h = np.tanh(x @ w1 + b1)
+    e = (_softmax(h @ w2 + b2) - np.eye(3)[y]) / len(x)
+    np.testing.assert_allclose(grads[2], h.T @ e, rtol=1e-4, atol=1e-6)
+    delta1 = (e @ fb2.T) * (1 - h**2)  # B^T e, not W^T e
+    np.testing.assert_allclose(grads[0], x.T @ delta1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads[1], delta1.sum(0), rtol=1e-4, atol=1e-6)
+    _, (dx,) = backend.value_and_grad(input_loss)([keras.ops.convert_to_tensor(x)])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(dx), delta1 @ fb1.T, rtol=1e-4, atol=1e-6
+    )
+
+
+def test_feedback_alignment_trains_and_saves(rng, tmp_path):
+    x, y = _data(rng, n=64, d=4)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            FeedbackAlignment(keras.layers.Dense(8, activation="relu"), seed=1),
+            FeedbackAlignment(keras.layers.Dense(3), seed=2),
+        ]
+    )
+    model.compile(optimizer="adam", loss=_sparse_ce())
+    fb = keras.ops.convert_to_numpy(model.layers[1].feedback).copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(
+        fb, keras.ops.convert_to_numpy(model.layers[1].feedback)
+    )
+    model.save(tmp_path / "fa.keras")
+    loaded = keras.models.load_model(tmp_path / "fa.keras")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="Dense"):
+        FeedbackAlignment(keras.layers.Conv2D(3, 3))
+
+
+def test_dfa_update_is_b_transpose_e(rng, tmp_path):
+    x, y = _data(rng)
+    model = DirectFeedbackAlignmentModel(
+        [keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3)],
+        num_classes=3, seed=4,
+    )
+    model.build((None, 6))
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
+    w, b = model.blocks[0].get_weights()
+    wo, bo = model.blocks[-1].get_weights()
+    proj = keras.ops.convert_to_numpy(model.projections[0])
+    assert proj.shape == (3, 5)
+    h = np.tanh(x @ w + b)
+    e = (_softmax(h @ wo + bo) - np.eye(3)[y]) / len(x)
+    da = (e @ proj) * (1 - h**2)
+    model.train_on_batch(x, y)
+    new = model.blocks[0].get_weights() + model.blocks[-1].get_weights()
+    np.testing.assert_allclose(new[0], w - LR * x.T @ da, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new[1], b - LR * da.sum(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new[2], wo - LR * h.T @ e, rtol=1e-4, atol=1e-6)
+    model.save(tmp_path / "dfa.keras")
+    loaded = keras.models.load_model(tmp_path / "dfa.keras")
+    np.testing.assert_array_equal(
+        proj, keras.ops.convert_to_numpy(loaded.projections[0])
+    )
+
+
+@pytest.mark.parametrize(
+    "layer,targets",
+    [
+        (keras.layers.SimpleRNN, "every_step"),
+        (keras.layers.GRU, "final"),
+        (keras.layers.LSTM, "every_step"),
+    ],
+)
+def test_recurrent_blocks_train_compiled(rng, layer, targets):
+    x = rng.normal(size=(32, 5, 3)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    model = TargetProjectionModel(
+        [layer(6, return_sequences=True), layer(6), keras.layers.Dense(3)],
+        num_classes=3, rule="tpsgd", recurrent_targets=targets, seed=0,
+    )
+    # torch.compile of recurrent layers takes minutes on CPU: the compiled
+    # run is checked on JAX and TensorFlow, eager on torch.
+    jit = BACKEND in ("jax", "tensorflow")
+    model.compile(optimizer="adam", loss=_sparse_ce(), jit_compile=jit)
+    model.build((None, 5, 3))
+    before = [keras.ops.convert_to_numpy(v).copy()
+              for v in model.trainable_variables]
+    proj = [keras.ops.convert_to_numpy(p).copy() for p in model.projections]
+    assert [p.shape for p in proj] == [(3, 6), (3, 6)]
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    assert set(history) >= {"loss", "block_0_loss", "block_1_loss", "block_2_loss"}
+    assert np.all(np.isfinite(history["loss"]))
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    assert all(not np.allclose(u, v) for u, v in zip(before, after))
+    for p, q in zip(proj, model.projections):
+        np.testing.assert_array_equal(p, keras.ops.convert_to_numpy(q))
+
+
+@pytest.mark.parametrize("targets,shape", [("feature_map", (3, 36 * 4)),
+                                           ("pooled", (3, 4))])
+def test_conv_blocks(rng, targets, shape):
+    x = rng.normal(size=(16, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, size=16)
+    model = TargetProjectionModel(
+        [
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ],
+        num_classes=3, rule="drtp", conv_targets=targets, seed=0,
+    )
+    model.compile(optimizer="adam", loss=_sparse_ce())
+    history = model.fit(x, y, epochs=1, verbose=0).history
+    assert [tuple(p.shape) for p in model.projections] == [shape]
+    assert "block_1_loss" not in history  # Flatten has nothing to learn
+    assert np.isfinite(history["block_0_loss"][0])
+
+
+def test_bad_input():
+    dense = [keras.layers.Dense(4), keras.layers.Dense(3)]
+    with pytest.raises(ValueError, match="Unknown `rule`"):
+        TargetProjectionModel(dense, 3, rule="backprop")
+    with pytest.raises(ValueError, match="Unknown `local_loss`"):
+        TargetProjectionModel(dense, 3, rule="tpsgd", local_loss="hinge_loss_x")
+    with pytest.raises(ValueError, match="only used by rule='tpsgd'"):
+        TargetProjectionModel(dense, 3, rule="drtp", local_loss="mse")
+    model = TargetProjectionModel(
+        dense, 3, projection_shapes=[(5,), None]
+    )
+    with pytest.raises(ValueError, match="cannot match its output"):
+        model.build((None, 6))
+    conv = TargetProjectionModel(
+        [keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(3)],
+        3, conv_targets="pooled", projection_shapes=[(6, 6, 4), None, None],
+    )
+    with pytest.raises(ValueError, match="cannot match its output"):
+        conv.build((None, 8, 8, 2))
+    model = TargetProjectionModel(
+        [keras.layers.Dense(4), keras.layers.Dense(3)], 3
+    )
+    model.compile(optimizer="adam", loss=_sparse_ce())
+    x = np.zeros((4, 6), "float32")
+    with pytest.raises(ValueError, match="Labels must lie"):
+        model.fit(x, np.array([0, 1, 2, 7]), verbose=0)
+
+
+def test_mnist_learns():
+    require_data("mnist.npz")
+    from keras_local.datasets import load_mnist
+
+    (x, y), (xt, yt) = load_mnist()
+    x = x[:3000].reshape(-1, 784).astype("float32") / 255.0
+    xt = xt[:1000].reshape(-1, 784).astype("float32") / 255.0
+    y, yt = y[:3000], yt[:1000]
+    for rule, local_loss in (("drtp", None), ("tpsgd", "mse")):
+        model = TargetProjectionModel(
+            [keras.layers.Dense(256, activation="tanh"), keras.layers.Dense(10)],
+            num_classes=10, rule=rule, local_loss=local_loss, seed=0,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=_sparse_ce(),
+            metrics=["accuracy"],
+        )
+        model.fit(x, y, epochs=3, batch_size=50, verbose=0)
+        accuracy = model.evaluate(xt, yt, verbose=0)[1]
+        assert accuracy > 0.8, (rule, accuracy)
+
+
+def test_guide_runs(monkeypatch):
+    require_data("mnist.npz")
+    monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
+    runpy.run_path(GUIDE, run_name="__main__")
