@@ -38,10 +38,16 @@ class ForwardForwardModel(LocalModel):
     summed block losses with the hardest wrong label as negative.
 
     Args:
-        blocks: list of Keras layers (e.g. `Dense(500, activation="relu")`),
-            trained bottom-up in order. Inputs are `(batch, features)`.
+        blocks: list of Keras layers (e.g. `Dense(500, activation="relu")`
+            for vectors `(batch, features)`, or `Conv2D(...)` blocks for
+            images `(batch, height, width, channels)`), trained bottom-up in
+            order. Goodness and length normalisation run over all units of
+            a block.
         num_classes: int, number of classes.
-        threshold: float, the goodness threshold theta. Defaults to `2.0`.
+        threshold: float, the goodness threshold theta, or `"width"`:
+            goodness is then the sum of squares and theta the number of
+            units of each block, as in common re-implementations. Defaults
+            to `2.0`.
         loss: `"softplus"` (softplus(theta - g_pos) + softplus(g_neg -
             theta)) or `"symba"` (softplus(-alpha (g_pos - g_neg))).
             Defaults to `"softplus"`.
@@ -50,7 +56,9 @@ class ForwardForwardModel(LocalModel):
             `"l2"` (x / ||x||, as in the common PyTorch reference) or
             `"none"`. Defaults to `"rms"`.
         label_embedding: `"overlay"` (one-hot written over the first
-            `num_classes` features, as in the paper) or `"append"`.
+            `num_classes` features, as in the paper; for images over the
+            first `num_classes` pixels, every channel) or `"append"` (extra
+            features; for images, `num_classes` constant one-hot channels).
             Defaults to `"overlay"`.
         label_scale: float, value written for the label. Defaults to `1.0`.
         negative_labels: `"random"` (a uniformly drawn wrong label, drawn
@@ -62,6 +70,12 @@ class ForwardForwardModel(LocalModel):
         readout: `None` or `"softmax"`: a softmax layer on the normalised
             activities of a neutral-label pass, trained locally with
             cross-entropy. Defaults to `None`.
+        peer_normalization: float, the coefficient of peer normalisation:
+            a running mean of each unit's positive-pass activity is pushed
+            toward the layer mean (Hinton 2022 sec. 3.5; 0.03 in the
+            references). `0` disables it. Defaults to `0.0`.
+        peer_momentum: float, momentum of that running mean. Defaults to
+            `0.9`.
         seed: int or `None`, seeds the negative labels. Defaults to `None`.
 
     Returns:
@@ -100,6 +114,8 @@ class ForwardForwardModel(LocalModel):
         negative_labels="random",
         skip_first_block=False,
         readout=None,
+        peer_normalization=0.0,
+        peer_momentum=0.9,
         seed=None,
         **kwargs,
     ):
@@ -128,7 +144,12 @@ class ForwardForwardModel(LocalModel):
         _check_choice("readout", readout, READOUTS)
         self.blocks = blocks
         self.num_classes = int(num_classes)
-        self.threshold = float(threshold)
+        if isinstance(threshold, str) and threshold != "width":
+            raise ValueError(
+                "`threshold` must be a float or 'width'. Received: "
+                f"threshold={threshold!r}"
+            )
+        self.threshold = threshold if threshold == "width" else float(threshold)
         self.loss_type = loss
         self.alpha = float(alpha)
         self.normalization = normalization
@@ -137,6 +158,16 @@ class ForwardForwardModel(LocalModel):
         self.negative_labels = negative_labels
         self.skip_first_block = bool(skip_first_block)
         self.readout = readout
+        if not 0.0 <= float(peer_momentum) < 1.0 or float(peer_normalization) < 0:
+            raise ValueError(
+                "Expected peer_normalization >= 0 and 0 <= peer_momentum < 1. "
+                f"Received: peer_normalization={peer_normalization!r}, "
+                f"peer_momentum={peer_momentum!r}"
+            )
+        self.peer_normalization = float(peer_normalization)
+        self.peer_momentum = float(peer_momentum)
+        self.running_means = []
+        self._thresholds = []
         self.readout_layer = (
             keras.layers.Dense(num_classes, name="readout")
             if readout == "softmax"
@@ -146,38 +177,49 @@ class ForwardForwardModel(LocalModel):
     # ------------------------------------------------------------------ #
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        if len(input_shape) != 2:
-            raise ValueError(
-                "ForwardForwardModel with dense blocks expects inputs of "
-                "shape (batch, features). Received: input shape "
-                f"{input_shape}. Flatten images first, e.g. "
-                "`x.reshape(len(x), -1)`."
-            )
-        width = input_shape[-1]
-        if self.label_embedding == "overlay" and width is not None:
-            if width < self.num_classes:
+        self._check_input_rank(input_shape)
+        if self.label_embedding == "overlay":
+            slots = int(np.prod(input_shape[1:-1])) if len(input_shape) == 4 else input_shape[-1]
+            if slots is not None and slots < self.num_classes:
                 raise ValueError(
-                    f"The label overlay writes {self.num_classes} features, "
-                    f"but inputs have only {width}. Received: input shape "
+                    f"The label overlay writes {self.num_classes} "
+                    f"{'pixels' if len(input_shape) == 4 else 'features'}, "
+                    f"but inputs have only {slots}. Received: input shape "
                     f"{input_shape}, num_classes={self.num_classes}. Use "
-                    "`label_embedding='append'` for narrow inputs."
+                    "`label_embedding='append'` for small inputs."
                 )
         shape = self._embedded_shape(input_shape)
         features = 0
+        self._thresholds = []
         for i, block in enumerate(self.blocks):
             if not block.built:
                 block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
+            width = int(np.prod(shape[1:]))
+            self._thresholds.append(float(width) if self.threshold == "width" else self.threshold)
+            if self.peer_normalization and len(self.running_means) < len(self.blocks):
+                self.running_means.append(
+                    self.add_weight(
+                        shape=(shape[-1],), initializer="zeros", trainable=False,
+                        name=f"block_{i}_running_mean",
+                    )
+                )
             if i >= self._first_scored_block():
-                features += int(np.prod(shape[1:]))
+                features += width
         if self.readout_layer is not None and not self.readout_layer.built:
             self.readout_layer.build((None, features))
         self.built = True
 
     def _embedded_shape(self, input_shape):
+        shape = (None,) + tuple(input_shape[1:])
         if self.label_embedding == "append":
-            return (None, input_shape[-1] + self.num_classes)
-        return (None, input_shape[-1])
+            return shape[:-1] + (shape[-1] + self.num_classes,)
+        return shape
+
+    def _goodness(self, activity):
+        # threshold="width" follows the re-implementations: sum of squares
+        # against theta = the number of units.
+        return ff.goodness(activity, "sum" if self.threshold == "width" else "mean")
 
     def _first_scored_block(self):
         return 1 if self.skip_first_block and len(self.blocks) > 1 else 0
@@ -197,7 +239,7 @@ class ForwardForwardModel(LocalModel):
         batch = ops.shape(x)[0]
         k = self.num_classes
         tiled = ops.reshape(
-            ops.repeat(ops.expand_dims(x, 1), k, axis=1), (-1, x.shape[-1])
+            ops.repeat(ops.expand_dims(x, 1), k, axis=1), (-1,) + tuple(x.shape[1:])
         )
         labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
         h = self._embed(tiled, labels)
@@ -205,7 +247,7 @@ class ForwardForwardModel(LocalModel):
         for i, block in enumerate(self.blocks):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             if i >= self._first_scored_block():
-                total = total + ff.goodness(h)
+                total = total + self._goodness(h)
         return ops.reshape(total, (batch, k))
 
     def _readout_features(self, x, run_block):
@@ -279,14 +321,20 @@ class ForwardForwardModel(LocalModel):
             n_idx = self.variable_indices(block, trainable=False)
             params, block_ntv = self.gather(tv, t_idx), self.gather(ntv, n_idx)
             step = self._separable_block_step if self.loss_type == "softplus" else self._joint_block_step
-            loss, h_pos, h_neg, block_ntv, block_grads, g_pos, g_neg = step(
+            peer = None
+            if self.peer_normalization:
+                peer_idx = [self.variable_position(self.running_means[i])]
+                peer = ntv[peer_idx[0]]
+            loss, h_pos, h_neg, block_ntv, block_grads, g_pos, g_neg, peer = step(
                 block, params, block_ntv,
                 ff.normalize_length(h_pos, self.normalization),
                 ff.normalize_length(h_neg, self.normalization),
-                sample_weight,
+                sample_weight, self._thresholds[i], peer,
             )
             grads = self.scatter(grads, t_idx, block_grads)
             ntv = self.scatter(ntv, n_idx, block_ntv)
+            if peer is not None:
+                ntv = self.scatter(ntv, peer_idx, [peer])
             total = total + ops.cast(loss, "float32")
             logs[f"block_{i}_loss"] = loss
             logs[f"block_{i}_positive_goodness"] = g_pos
@@ -303,41 +351,57 @@ class ForwardForwardModel(LocalModel):
             logs["readout_loss"] = readout_loss
         return grads, ntv, total, y_pred, logs
 
-    def _separable_block_step(self, block, params, block_ntv, x_pos, x_neg, sample_weight):
+    def _separable_block_step(
+        self, block, params, block_ntv, x_pos, x_neg, sample_weight, threshold, running_mean
+    ):
         # softplus(theta - g_pos) + softplus(g_neg - theta) splits into a
         # positive and a negative term: two passes of `batch` rows each keep
         # half the activations of one pass over both.
-        def term(params, inputs, block_ntv, positive):
+        def term(params, inputs, block_ntv, running_mean, positive):
             out, new_block_ntv = block.stateless_call(
                 params, block_ntv, inputs, **training_kwargs(block, True)
             )
-            g = ff.goodness(out)
-            per_sample = ops.softplus(self.threshold - g) if positive else ops.softplus(g - self.threshold)
-            return _weighted_mean(per_sample, sample_weight), (out, new_block_ntv, ops.mean(g))
+            g = self._goodness(out)
+            per_sample = ops.softplus(threshold - g) if positive else ops.softplus(g - threshold)
+            loss = _weighted_mean(per_sample, sample_weight)
+            if positive and running_mean is not None:
+                peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
+                loss = loss + self.peer_normalization * peer_loss
+            return loss, (out, new_block_ntv, ops.mean(g), running_mean)
 
         value_and_grad = backend.value_and_grad(term, has_aux=True)
-        (loss_pos, (h_pos, block_ntv, g_pos)), grads_pos = value_and_grad(params, x_pos, block_ntv, True)
-        (loss_neg, (h_neg, block_ntv, g_neg)), grads_neg = value_and_grad(params, x_neg, block_ntv, False)
+        (loss_pos, (h_pos, block_ntv, g_pos, running_mean)), grads_pos = value_and_grad(
+            params, x_pos, block_ntv, running_mean, True
+        )
+        (loss_neg, (h_neg, block_ntv, g_neg, _)), grads_neg = value_and_grad(
+            params, x_neg, block_ntv, None, False
+        )
         grads = [a + b for a, b in zip(grads_pos, grads_neg)]
-        return loss_pos + loss_neg, h_pos, h_neg, block_ntv, grads, g_pos, g_neg
+        return loss_pos + loss_neg, h_pos, h_neg, block_ntv, grads, g_pos, g_neg, running_mean
 
-    def _joint_block_step(self, block, params, block_ntv, x_pos, x_neg, sample_weight):
+    def _joint_block_step(
+        self, block, params, block_ntv, x_pos, x_neg, sample_weight, threshold, running_mean
+    ):
         batch = ops.shape(x_pos)[0]
 
-        def block_loss(params, inputs, block_ntv):
+        def block_loss(params, inputs, block_ntv, running_mean):
             out, new_block_ntv = block.stateless_call(
                 params, block_ntv, inputs, **training_kwargs(block, True)
             )
-            g = ff.goodness(out)
+            g = self._goodness(out)
             g_pos, g_neg = g[:batch], g[batch:]
-            per_sample = ff.forward_forward_loss(g_pos, g_neg, self.threshold, self.loss_type, self.alpha)
-            aux = (out[:batch], out[batch:], new_block_ntv, ops.mean(g_pos), ops.mean(g_neg))
-            return _weighted_mean(per_sample, sample_weight), aux
+            per_sample = ff.forward_forward_loss(g_pos, g_neg, threshold, self.loss_type, self.alpha)
+            loss = _weighted_mean(per_sample, sample_weight)
+            if running_mean is not None:
+                peer_loss, running_mean = ff.peer_normalization(out[:batch], running_mean, self.peer_momentum)
+                loss = loss + self.peer_normalization * peer_loss
+            aux = (out[:batch], out[batch:], new_block_ntv, ops.mean(g_pos), ops.mean(g_neg), running_mean)
+            return loss, aux
 
-        (loss, (h_pos, h_neg, block_ntv, g_pos, g_neg)), grads = backend.value_and_grad(
+        (loss, (h_pos, h_neg, block_ntv, g_pos, g_neg, running_mean)), grads = backend.value_and_grad(
             block_loss, has_aux=True
-        )(params, ops.concatenate([x_pos, x_neg], axis=0), block_ntv)
-        return loss, h_pos, h_neg, block_ntv, grads, g_pos, g_neg
+        )(params, ops.concatenate([x_pos, x_neg], axis=0), block_ntv, running_mean)
+        return loss, h_pos, h_neg, block_ntv, grads, g_pos, g_neg, running_mean
 
     def _readout_grads(self, tv, ntv, x, y, sample_weight):
         features = backend.stop_gradient(
@@ -365,11 +429,11 @@ class ForwardForwardModel(LocalModel):
         run_block = self._stateless_runner(tv, ntv)
         h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
         total = ops.convert_to_tensor(0.0, dtype="float32")
-        for block in self.blocks:
+        for block, threshold in zip(self.blocks, self._thresholds):
             h_pos = run_block(block, ff.normalize_length(h_pos, self.normalization))
             h_neg = run_block(block, ff.normalize_length(h_neg, self.normalization))
             per_sample = ff.forward_forward_loss(
-                ff.goodness(h_pos), ff.goodness(h_neg), self.threshold,
+                self._goodness(h_pos), self._goodness(h_neg), threshold,
                 self.loss_type, self.alpha,
             )
             total = total + ops.cast(
@@ -404,11 +468,12 @@ class ForwardForwardModel(LocalModel):
                 )
 
     def _check_input_rank(self, shape):
-        if len(shape) != 2:
+        if len(shape) not in (2, 4):
             raise ValueError(
-                "ForwardForwardModel with dense blocks expects inputs of "
-                f"rank 2, (batch, features). Received: x of shape {shape}. "
-                "Flatten images first, e.g. `x.reshape(len(x), -1)`."
+                "ForwardForwardModel expects vectors (batch, features) for "
+                "dense blocks or images (batch, height, width, channels) for "
+                f"convolutional blocks. Received: x of shape {shape}. Flatten "
+                "or add a channel axis first."
             )
 
     # ------------------------------------------------------------------ #
@@ -429,6 +494,8 @@ class ForwardForwardModel(LocalModel):
                 "negative_labels": self.negative_labels,
                 "skip_first_block": self.skip_first_block,
                 "readout": self.readout,
+                "peer_normalization": self.peer_normalization,
+                "peer_momentum": self.peer_momentum,
             }
         )
         return config

@@ -120,6 +120,14 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         )
         return [position[id(v)] for v in layer_vars if id(v) in position]
 
+    def variable_position(self, variable):
+        """Position of one variable in the model's flat lists."""
+        pool = self.trainable_variables if variable.trainable else self.non_trainable_variables
+        for i, v in enumerate(pool):
+            if v is variable:
+                return i
+        raise ValueError(f"{variable.path} is not a variable of {self.name}.")
+
     @staticmethod
     def gather(values, indices):
         return [values[i] for i in indices]
@@ -161,8 +169,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         return seed
 
     def _seed_index(self):
-        state = self.step_seed_generator.state
-        return [id(v) for v in self.non_trainable_variables].index(id(state))
+        return self.variable_position(self.step_seed_generator.state)
 
     # ------------------------------------------------------------------ #
     # The adapter (called by backend.LocalTrainer).

@@ -13,9 +13,29 @@ def _feature_axes(x):
     return tuple(range(1, len(x.shape)))
 
 
-def goodness(activity):
-    """Mean of squared activities over every non-batch axis: shape `(B,)`."""
+def goodness(activity, reduction="mean"):
+    """Goodness of each sample: the mean (or, with `reduction="sum"`, the
+    sum) of squared activities over every non-batch axis: shape `(B,)`."""
+    if reduction == "sum":
+        return ops.sum(ops.square(activity), axis=_feature_axes(activity))
     return ops.mean(ops.square(activity), axis=_feature_axes(activity))
+
+
+def peer_normalization(activity, running_mean, momentum=0.9):
+    """Peer normalisation (Hinton 2022, sec. 3.5).
+
+    Updates a running mean of each unit's activity (over the batch and any
+    spatial axes; `activity` is the positive pass) and returns
+    `(loss, new_running_mean)` with
+    `loss = mean_j (mean_k(r_k) - r_j) ** 2`, which pushes every unit's mean
+    activity toward the layer's mean. The current batch's share of the
+    running mean carries the gradient; the old running mean does not.
+    """
+    axes = tuple(range(len(activity.shape) - 1))
+    batch_mean = ops.mean(activity, axis=axes)
+    new_mean = ops.stop_gradient(running_mean) * momentum + batch_mean * (1.0 - momentum)
+    loss = ops.mean(ops.square(ops.mean(new_mean) - new_mean))
+    return loss, new_mean
 
 
 def normalize_length(x, mode="rms", epsilon=1e-4):
@@ -62,26 +82,43 @@ def forward_forward_loss(
 
 
 def embed_label(x, labels, num_classes, mode="overlay", scale=1.0):
-    """Writes a one-hot label into a batch of vectors `(B, D)`.
+    """Writes a one-hot label into a batch of vectors `(B, D)` or images
+    `(B, H, W, C)`.
 
     `"overlay"` replaces the first `num_classes` features (as in the paper);
-    `"append"` concatenates the one-hot after the features. `labels` may be
-    integers `(B,)` or a `(B, num_classes)` float embedding (e.g. the
-    uniform "neutral" label).
+    for images, the first `num_classes` pixels in raster order, in every
+    channel. `"append"` concatenates the one-hot after the features; for
+    images, as `num_classes` extra channels, constant over the image.
+    `labels` may be integers `(B,)` or a `(B, num_classes)` float embedding
+    (e.g. the uniform "neutral" label).
     """
     if len(labels.shape) == 1:
         code = ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype=x.dtype)
     else:
         code = ops.cast(labels, x.dtype)
     code = code * ops.cast(scale, x.dtype)
-    if mode == "overlay":
-        return ops.concatenate([code, x[:, num_classes:]], axis=-1)
-    if mode == "append":
+    if mode not in LABEL_EMBEDDINGS:
+        raise ValueError(
+            "Unknown label embedding. Expected one of "
+            f"{LABEL_EMBEDDINGS}. Received: label_embedding={mode!r}"
+        )
+    if len(x.shape) == 2:
+        if mode == "overlay":
+            return ops.concatenate([code, x[:, num_classes:]], axis=-1)
         return ops.concatenate([x, code], axis=-1)
-    raise ValueError(
-        "Unknown label embedding. Expected one of "
-        f"{LABEL_EMBEDDINGS}. Received: label_embedding={mode!r}"
-    )
+    if len(x.shape) != 4:
+        raise ValueError(
+            "Labels can be embedded in vectors (B, D) or images (B, H, W, C). "
+            f"Received: inputs of shape {tuple(x.shape)}."
+        )
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if mode == "append":
+        plane = ops.ones_like(x[..., :1])
+        return ops.concatenate([x, plane * code[:, None, None, :]], axis=-1)
+    flat = ops.reshape(x, (-1, height * width, channels))
+    code = ops.repeat(code[:, :, None], channels, axis=-1)
+    flat = ops.concatenate([code, flat[:, num_classes:, :]], axis=1)
+    return ops.reshape(flat, (-1, height, width, channels))
 
 
 def random_wrong_labels(labels, num_classes, seed):
