@@ -199,4 +199,6 @@ def feedback_alignment_matmul(x, kernel, feedback):
 
         return ops.matmul(x, kernel), grad
 
-    return matmul(x, kernel, feedback)
+    # Plain tensors, not variables: TensorFlow's custom gradient rejects
+    # functions that read variables.
+    return matmul(ops.copy(x), ops.copy(kernel), ops.copy(feedback))
