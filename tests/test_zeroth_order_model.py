@@ -117,7 +117,10 @@ def test_spsa_points_along_true_gradient_of_a_quadratic():
     theta = rng.normal(size=d).astype("float32")
 
     def fn(values):
-        return 0.5 * ops.sum(scale * (values[0] - center) ** 2)
+        return 0.5 * ops.sum(
+            ops.convert_to_tensor(scale)
+            * (values[0] - ops.convert_to_tensor(center)) ** 2
+        )
 
     true = scale * (theta - center)
     seed = ops.convert_to_tensor([3, 0], dtype="int32")
@@ -139,8 +142,10 @@ def test_forward_gradient_is_exactly_grad_dot_v_times_v():
     w = rng.normal(size=(4, 3)).astype("float32")
     c = rng.normal(size=(3,)).astype("float32")
 
+    a_t, b_t = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+
     def fn(values):
-        return ops.sum(ops.sin(values[0] * a)) + ops.sum(values[1] ** 2 * b)
+        return ops.sum(ops.sin(values[0] * a_t)) + ops.sum(values[1] ** 2 * b_t)
 
     seed = ops.convert_to_tensor([11, 2], dtype="int32")
     grads, loss, pgs = zo.forward_gradient_estimate(
@@ -437,7 +442,7 @@ def test_guide_runs_in_shrink_mode(monkeypatch):
 
 
 def test_minilm_example_runs_in_shrink_mode(monkeypatch):
-    from conftest import require_data
+    from tests.conftest import require_data
 
     require_data("sst2_sentences.npz")
     pytest.importorskip("keras_hub", reason="needs keras-hub (requirements-dev)")
