@@ -14,6 +14,9 @@ exported here:
 - `random_normal(shape, seed)`, `random_uniform(shape, seed)`: draws
   regenerated from a seed tensor: the same seed gives the same draw every
   time within one compiled step.
+- `host_call(fn, inputs, output_spec)`: calls a NumPy function of NumPy
+  arrays from a step (JAX: `jax.pure_callback`; TensorFlow:
+  `tf.numpy_function`, not XLA-compilable; torch: directly); no gradient.
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
@@ -28,18 +31,21 @@ BACKEND = keras.backend.backend()
 
 if BACKEND == "jax":
     from keras_local.backend.jax.autodiff import jvp
+    from keras_local.backend.jax.host_call import host_call
     from keras_local.backend.jax.autodiff import stop_gradient
     from keras_local.backend.jax.autodiff import value_and_grad
     from keras_local.backend.jax.memory import train_step_memory
     from keras_local.backend.jax.trainer import LocalTrainer
 elif BACKEND == "tensorflow":
     from keras_local.backend.tensorflow.autodiff import jvp
+    from keras_local.backend.tensorflow.host_call import host_call
     from keras_local.backend.tensorflow.autodiff import stop_gradient
     from keras_local.backend.tensorflow.autodiff import value_and_grad
     from keras_local.backend.tensorflow.memory import train_step_memory
     from keras_local.backend.tensorflow.trainer import LocalTrainer
 elif BACKEND == "torch":
     from keras_local.backend.torch.autodiff import jvp
+    from keras_local.backend.torch.host_call import host_call
     from keras_local.backend.torch.autodiff import stop_gradient
     from keras_local.backend.torch.autodiff import value_and_grad
     from keras_local.backend.torch.memory import train_step_memory
@@ -55,6 +61,7 @@ else:
 __all__ = [
     "BACKEND",
     "LocalTrainer",
+    "host_call",
     "jvp",
     "random_normal",
     "random_uniform",

@@ -1,0 +1,258 @@
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_local import backend
+from keras_local.api_export import keras_local_export
+from keras_local.layers.black_box import BlackBox
+from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import check_finite
+from keras_local.models.local_model import training_kwargs
+from keras_local.rules import forward_forward as ff
+from keras_local.rules.labels import check_integer_labels
+
+
+@keras_local_export
+class PhysicalForwardForwardModel(LocalModel):
+    """Model-free Forward-Forward training of black-box physical layers.
+
+    The network alternates black boxes (physical systems, only ever called
+    forward) and trainable digital layers: `x (+ label) -> box_0 ->
+    digital_0 -> box_1 -> digital_1 -> ...`. As in physical local learning
+    (Momeni et al. 2023), each digital layer reads the measured output of
+    the black box before it and is trained with its own Forward-Forward
+    loss (high goodness for the input with its true label, low with a
+    random wrong label) computed from that measurement, so no gradient and
+    no model of any black box is ever needed: a train step is forward passes
+    through the boxes plus local digital gradients. The boxes may be noisy
+    and drift; training tracks them because every step measures them anew.
+
+    `predict(x)` returns per-class goodness (one forward pass per class).
+    Black boxes wrapping NumPy callables run through host callbacks: under
+    `jax.jit` via `jax.pure_callback`; on TensorFlow via
+    `tf.numpy_function`, which XLA cannot compile, so `compile` sets
+    `jit_compile=False` there (with a warning if `True` was asked). Logs
+    `loss` and `block_{i}_loss`.
+
+    Args:
+        black_boxes: list of `BlackBox` layers (or callables, wrapped in
+            `BlackBox`), one per block.
+        digital_layers: list of trainable Keras layers, one after each box.
+        num_classes: int.
+        threshold: float, goodness threshold. Defaults to `2.0`.
+        normalization: `"rms"`, `"l2"` or `"none"`, applied to each box's
+            measurement and to each digital output. Defaults to `"rms"`.
+        label_scale: float, value of the one-hot label overlaid on the first
+            `num_classes` input features. Defaults to `1.0`.
+        seed: int or `None`, seeds the negative labels. Defaults to `None`.
+
+    Returns:
+        A `keras.Model` whose `predict` gives `(batch, num_classes)` scores.
+
+    Example:
+
+    ```python
+    system = SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
+    model = PhysicalForwardForwardModel(
+        [BlackBox(system)], [keras.layers.Dense(500, activation="relu")],
+        num_classes=10,
+    )
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=100, epochs=1)
+    ```
+
+    References:
+        - Momeni, Rahmani, Mallejac, del Hougne, Fleury, "Backpropagation-free
+          Training of Deep Physical Neural Networks", Science 2023.
+        - Hinton, "The Forward-Forward Algorithm", 2022.
+    """
+
+    def __init__(self, black_boxes, digital_layers, num_classes, threshold=2.0,
+                 normalization="rms", label_scale=1.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(black_boxes, (list, tuple)) or not black_boxes:
+            raise ValueError(
+                "`black_boxes` must be a non-empty list. Received: "
+                f"black_boxes={black_boxes!r}"
+            )
+        if not isinstance(digital_layers, (list, tuple)) or len(digital_layers) != len(black_boxes):
+            raise ValueError(
+                "`digital_layers` must be a list with one layer per black box. "
+                f"Received: {len(black_boxes)} black boxes and "
+                f"digital_layers={digital_layers!r}"
+            )
+        for layer in digital_layers:
+            if not isinstance(layer, keras.layers.Layer):
+                raise TypeError(
+                    "Every digital layer must be a `keras.layers.Layer`. "
+                    f"Received: {layer!r}"
+                )
+        if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(
+                f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+            )
+        if normalization not in ff.NORMALIZATIONS:
+            raise ValueError(
+                f"Unknown `normalization`. Expected one of {ff.NORMALIZATIONS}. "
+                f"Received: normalization={normalization!r}"
+            )
+        self.black_boxes = [
+            b if isinstance(b, BlackBox) else BlackBox(b) for b in black_boxes
+        ]
+        self.digital_layers = list(digital_layers)
+        self.num_classes = int(num_classes)
+        self.threshold = float(threshold)
+        self.normalization = normalization
+        self.label_scale = float(label_scale)
+
+    def compile(self, *args, **kwargs):
+        if backend.BACKEND == "tensorflow" and any(
+            b.mode != "tensor" for b in self.black_boxes
+        ):
+            if kwargs.get("jit_compile") is True:
+                warnings.warn(
+                    "TensorFlow cannot XLA-compile a NumPy black box "
+                    "(`tf.numpy_function`): compiling with jit_compile=False. "
+                    "Use the JAX backend for a compiled step with NumPy boxes.",
+                    stacklevel=2,
+                )
+            kwargs["jit_compile"] = False
+        super().compile(*args, **kwargs)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_input(input_shape)
+        shape = (None,) + input_shape[1:]
+        for box, layer in zip(self.black_boxes, self.digital_layers):
+            if not box.built:
+                box.build(shape)
+            shape = tuple(box.compute_output_shape(shape))
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def _embed(self, x, labels):
+        return ff.embed_label(x, labels, self.num_classes, "overlay", self.label_scale)
+
+    def _norm(self, h):
+        return ff.normalize_length(h, self.normalization)
+
+    def _goodness_scores(self, x, run_digital):
+        batch = ops.shape(x)[0]
+        k = self.num_classes
+        tiled = ops.reshape(ops.repeat(ops.expand_dims(x, 1), k, axis=1), (-1, x.shape[-1]))
+        labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
+        h = self._embed(tiled, labels)
+        total = ops.zeros((batch * k,), dtype=x.dtype)
+        for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
+            measured = box(h if i == 0 else self._norm(h))
+            h = run_digital(layer, self._norm(measured))
+            total = total + ff.goodness(h)
+        return ops.reshape(total, (batch, k))
+
+    def call(self, x, training=False):
+        return self._goodness_scores(
+            ops.convert_to_tensor(x), lambda layer, h: layer(h, training=training)
+        )
+
+    def local_log_names(self):
+        return [f"block_{i}_loss" for i in range(len(self.black_boxes))]
+
+    def local_grads(self, trainable_values, non_trainable_values, x, y, sample_weight):
+        tv, ntv = list(trainable_values), list(non_trainable_values)
+        y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        x = ops.convert_to_tensor(x)
+        batch = ops.shape(x)[0]
+        negatives = ff.random_wrong_labels(y, self.num_classes, self.step_seed(ntv))
+        h = ops.concatenate([self._embed(x, y), self._embed(x, negatives)], axis=0)
+        grads = [ops.zeros_like(v) for v in tv]
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        logs = {}
+        for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
+            # Forward only: one measurement of the box for both passes.
+            measured = self._norm(box(h if i == 0 else self._norm(h)))
+            t_idx = self.variable_indices(layer, trainable=True)
+            n_idx = self.variable_indices(layer, trainable=False)
+
+            def block_loss(params, layer_ntv, measured=measured, layer=layer):
+                out, new_ntv = layer.stateless_call(
+                    params, layer_ntv, measured, **training_kwargs(layer, True)
+                )
+                g = ff.goodness(out)
+                per_sample = ff.forward_forward_loss(g[:batch], g[batch:], self.threshold)
+                if sample_weight is not None:
+                    per_sample = per_sample * ops.cast(
+                        ops.reshape(sample_weight, (-1,)), per_sample.dtype
+                    )
+                return ops.mean(per_sample), (out, new_ntv)
+
+            (loss, (out, layer_ntv)), block_grads = backend.value_and_grad(
+                block_loss, has_aux=True
+            )(self.gather(tv, t_idx), self.gather(ntv, n_idx))
+            grads = self.scatter(grads, t_idx, block_grads)
+            ntv = self.scatter(ntv, n_idx, layer_ntv)
+            h = backend.stop_gradient(out)
+            total = total + ops.cast(loss, "float32")
+            logs[f"block_{i}_loss"] = loss
+        return grads, ntv, total, None, logs
+
+    def evaluation_loss(self, tv, ntv, x, y, y_pred, sample_weight):
+        """Cross-entropy of the softmax of the per-class goodness."""
+        y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        log_p = ops.log_softmax(y_pred, axis=-1)
+        per_sample = -ops.sum(ops.one_hot(y, self.num_classes, dtype=log_p.dtype) * log_p, axis=-1)
+        if sample_weight is not None:
+            per_sample = per_sample * ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
+        return ops.mean(per_sample)
+
+    def validate_data(self, x, y=None, sample_weight=None):
+        if isinstance(x, (list, tuple, dict)):
+            raise ValueError(
+                "PhysicalForwardForwardModel takes a single input array. "
+                f"Received: x of type {type(x).__name__}."
+            )
+        x = np.asarray(x)
+        self._check_input(tuple(x.shape))
+        check_finite(x, "x")
+        if y is not None:
+            check_integer_labels(y, self.num_classes, len(x))
+
+    def validate_shapes(self, x, y=None):
+        self._check_input(tuple(x.shape))
+
+    def _check_input(self, shape):
+        if len(shape) != 2:
+            raise ValueError(
+                "PhysicalForwardForwardModel expects vectors (batch, features). "
+                f"Received: x of shape {shape}. Flatten the inputs first."
+            )
+        if shape[-1] is not None and shape[-1] < self.num_classes:
+            raise ValueError(
+                f"The label overlay writes {self.num_classes} features, but "
+                f"inputs have only {shape[-1]}. Received: x of shape {shape}."
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "black_boxes": [keras.saving.serialize_keras_object(b) for b in self.black_boxes],
+            "digital_layers": [keras.saving.serialize_keras_object(b) for b in self.digital_layers],
+            "num_classes": self.num_classes,
+            "threshold": self.threshold,
+            "normalization": self.normalization,
+            "label_scale": self.label_scale,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("black_boxes", "digital_layers"):
+            config[key] = [keras.saving.deserialize_keras_object(b) for b in config[key]]
+        return cls(**config)
