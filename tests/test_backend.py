@@ -85,10 +85,11 @@ def test_jvp_equals_grad_dot_tangent_and_finite_differences(rng):
     _, grads = backend.value_and_grad(fn)(params, x)
     dot = sum(float(np.sum(ops.convert_to_numpy(g) * t)) for g, t in zip(grads, tangents))
     np.testing.assert_allclose(float(ops.convert_to_numpy(tangent_out)), dot, rtol=1e-4)
-    w, b = (ops.convert_to_numpy(p) for p in params)
+    w, b = (ops.convert_to_numpy(p).astype("float64") for p in params)
+    t0, t1 = (t.astype("float64") for t in tangents)
     xn = ops.convert_to_numpy(x).astype("float64")
     eps = 1e-4
-    f = lambda s: np.sum(np.tanh(xn @ (w + s * tangents[0]) + b + s * tangents[1]) ** 2)
+    f = lambda s: np.sum(np.tanh(xn @ (w + s * t0) + b + s * t1) ** 2)
     np.testing.assert_allclose(float(ops.convert_to_numpy(tangent_out)), (f(eps) - f(-eps)) / (2 * eps), rtol=1e-3)
     np.testing.assert_allclose(float(ops.convert_to_numpy(value)), f(0.0), rtol=1e-5)
 

@@ -16,6 +16,8 @@ FAMILY_MODULES = (
     "keras_local.benchmark.local_loss_rules",
     "keras_local.benchmark.zeroth_order_rules",
     "keras_local.benchmark.target_projection_rules",
+    "keras_local.benchmark.forward_forward_family_rules",
+    "keras_local.benchmark.forward_gnn_rules",
 )
 
 

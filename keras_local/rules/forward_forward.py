@@ -135,6 +135,7 @@ def random_wrong_labels(labels, num_classes, seed):
 def hardest_wrong_labels(scores, labels):
     """The most-confused wrong label: argmax of `scores` (B, K) over the
     labels that are not the true one."""
+    scores = ops.convert_to_tensor(scores)
     num_classes = scores.shape[-1]
     mask = ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype=scores.dtype)
     masked = scores - mask * ops.cast(1e9, scores.dtype)
