@@ -37,7 +37,7 @@ Random flips and translations are the first layers of the network: they
 run in the first module during training and are off at inference.
 """
 
-n_train, n_test, epochs = (512, 256, 1) if SHRINK else (50000, 10000, 30)
+n_train, n_test, epochs = (256, 128, 1) if SHRINK else (50000, 10000, 30)
 (x_train, y_train), (x_test, y_test) = load_cifar10(
     max_train=n_train, max_test=n_test
 )

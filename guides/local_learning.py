@@ -50,7 +50,7 @@ SHRINK = os.environ.get("KERAS_LOCAL_SHRINK") == "1"
 `load_cifar10` reads the offline copy from `$KERAS_LOCAL_DATA_DIR`.
 """
 
-n_train, n_test, epochs = (512, 256, 1) if SHRINK else (10000, 2000, 5)
+n_train, n_test, epochs = (256, 128, 1) if SHRINK else (10000, 2000, 5)
 (x_train, y_train), (x_test, y_test) = load_cifar10(
     max_train=n_train, max_test=n_test
 )
