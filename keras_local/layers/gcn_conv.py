@@ -1,0 +1,121 @@
+import keras
+from keras import ops
+
+from keras_local.api_export import keras_local_export
+from keras_local.rules import forward_gnn as graph
+
+
+@keras_local_export
+class GCNConv(keras.layers.Layer):
+    """Graph convolution of Kipf & Welling with symmetric normalisation.
+
+    `h_i = act(b + sum_{j -> i} w_ji / sqrt(d_j d_i) * W x_j)` over the
+    incoming edges of `i` plus one self loop per node, with `d_i` the
+    weighted in-degree including the loop. As PyTorch Geometric's
+    `GCNConv`: an existing self loop keeps its weight (several are summed),
+    a node without one gets a loop of weight 1; isolated nodes keep
+    `W x_i` (their only edge is the loop).
+
+    Args:
+        units: int, output features per node.
+        activation: activation of the output. Defaults to `None`.
+        use_bias: bool. Defaults to `True`.
+        add_self_loops: bool, add the self loops described above. Defaults
+            to `True`.
+        kernel_initializer: initializer of `W`. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of `b`. Defaults to `"zeros"`.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Returns:
+        A layer mapping `(node_features (N, F), edge_index (2, E),
+        edge_weight (E,) or None)` to `(N, units)`. Edge weights count as
+        multiplicities; `None` means all ones.
+
+    Example:
+
+    ```python
+    layer = GCNConv(16, activation="relu")
+    h = layer(features, edge_index)  # (num_nodes, 16)
+    ```
+
+    References:
+        - Kipf & Welling, "Semi-Supervised Classification with Graph
+          Convolutional Networks", ICLR 2017.
+    """
+
+    def __init__(
+        self, units, activation=None, use_bias=True, add_self_loops=True,
+        kernel_initializer="glorot_uniform", bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_units(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.add_self_loops = bool(add_self_loops)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        features = _feature_dim(self, input_shape)
+        self.kernel = self.add_weight(
+            shape=(features, self.units), initializer=self.kernel_initializer,
+            name="kernel",
+        )
+        self.bias = (
+            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
+            if self.use_bias else None
+        )
+
+    def call(self, node_features, edge_index, edge_weight=None):
+        num_nodes = node_features.shape[0]
+        edge_index = ops.cast(edge_index, "int32")
+        weight = graph.edge_weights_or_ones(edge_index, edge_weight, node_features.dtype)
+        source, target = edge_index[0], edge_index[1]
+        h = ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+        if self.add_self_loops:
+            weight, loop = graph.self_loop_weights(edge_index, weight, num_nodes)
+        else:
+            loop = ops.zeros((num_nodes,), dtype=h.dtype)
+        degree = graph.propagate(weight, target, num_nodes) + loop
+        inv_sqrt = ops.where(degree > 0, ops.rsqrt(ops.maximum(degree, 1e-30)), 0.0)
+        norm = ops.take(inv_sqrt, source, axis=0) * weight * ops.take(inv_sqrt, target, axis=0)
+        messages = ops.take(h, source, axis=0) * ops.expand_dims(norm, -1)
+        out = graph.propagate(messages, target, num_nodes)
+        out = out + h * ops.expand_dims(loop * ops.square(inv_sqrt), -1)
+        if self.bias is not None:
+            out = out + ops.cast(self.bias, out.dtype)
+        return self.activation(out)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "add_self_loops": self.add_self_loops,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
+
+
+def _check_units(units):
+    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+        raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+    return units
+
+
+def _feature_dim(layer, input_shape):
+    shape = tuple(input_shape)
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"{type(layer).__name__} takes node features of shape "
+            f"(num_nodes, features) with a known feature size. Received: "
+            f"node features of shape {shape}."
+        )
+    return int(shape[-1])

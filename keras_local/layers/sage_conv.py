@@ -1,0 +1,103 @@
+import keras
+from keras import ops
+
+from keras_local.api_export import keras_local_export
+from keras_local.layers.gcn_conv import _check_units
+from keras_local.layers.gcn_conv import _feature_dim
+from keras_local.rules import forward_gnn as graph
+
+
+@keras_local_export
+class SAGEConv(keras.layers.Layer):
+    """GraphSAGE convolution with the mean aggregator.
+
+    `h_i = act(W_n mean_{j -> i} x_j + b + W_s x_i)`, as PyTorch
+    Geometric's `SAGEConv(aggr="mean")` (the bias sits on the neighbour
+    branch). Edge weights make the mean a weighted mean
+    `sum_j w_ji x_j / sum_j w_ji`; a node without incoming edges (or only
+    weight-0 ones) aggregates zeros. Existing self loops count as
+    neighbours; none are added.
+
+    Args:
+        units: int, output features per node.
+        activation: activation of the output. Defaults to `None`.
+        use_bias: bool. Defaults to `True`.
+        kernel_initializer: initializer of `W_n` and `W_s`. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of `b`. Defaults to `"zeros"`.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Returns:
+        A layer mapping `(node_features (N, F), edge_index (2, E),
+        edge_weight (E,) or None)` to `(N, units)`.
+
+    Example:
+
+    ```python
+    layer = SAGEConv(16, activation="relu")
+    h = layer(features, edge_index)  # (num_nodes, 16)
+    ```
+
+    References:
+        - Hamilton, Ying & Leskovec, "Inductive Representation Learning on
+          Large Graphs", NeurIPS 2017.
+    """
+
+    def __init__(
+        self, units, activation=None, use_bias=True,
+        kernel_initializer="glorot_uniform", bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_units(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        features = _feature_dim(self, input_shape)
+        self.neighbor_kernel = self.add_weight(
+            shape=(features, self.units), initializer=self.kernel_initializer,
+            name="neighbor_kernel",
+        )
+        self.self_kernel = self.add_weight(
+            shape=(features, self.units), initializer=self.kernel_initializer,
+            name="self_kernel",
+        )
+        self.bias = (
+            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
+            if self.use_bias else None
+        )
+
+    def call(self, node_features, edge_index, edge_weight=None):
+        num_nodes = node_features.shape[0]
+        edge_index = ops.cast(edge_index, "int32")
+        weight = graph.edge_weights_or_ones(edge_index, edge_weight, node_features.dtype)
+        source, target = edge_index[0], edge_index[1]
+        messages = ops.take(node_features, source, axis=0) * ops.expand_dims(weight, -1)
+        total = graph.propagate(messages, target, num_nodes)
+        count = graph.propagate(weight, target, num_nodes)
+        mean = total / ops.expand_dims(ops.maximum(count, 1e-12), -1)
+        mean = ops.where(ops.expand_dims(count > 0, -1), mean, 0.0)
+        dtype = node_features.dtype
+        out = ops.matmul(mean, ops.cast(self.neighbor_kernel, dtype)) + ops.matmul(
+            node_features, ops.cast(self.self_kernel, dtype)
+        )
+        if self.bias is not None:
+            out = out + ops.cast(self.bias, dtype)
+        return self.activation(out)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
