@@ -6,13 +6,21 @@ from keras_local import datasets
 from keras_local import layers
 from keras_local import models
 from keras_local import rules
+from keras_local.models.direct_feedback_alignment_model import DirectFeedbackAlignmentModel
 from keras_local.models.forward_forward_model import ForwardForwardModel
+from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.models.local_model import LocalModel
+from keras_local.models.target_projection_model import TargetProjectionModel
+from keras_local.models.zeroth_order_model import ZerothOrderModel
 from keras_local.version import __version__
 
 __all__ = [
+    "DirectFeedbackAlignmentModel",
     "ForwardForwardModel",
+    "LocalLossModel",
     "LocalModel",
+    "TargetProjectionModel",
+    "ZerothOrderModel",
     "__version__",
     "backend",
     "callbacks",

@@ -1,4 +1,17 @@
-from keras_local.models.forward_forward_model import ForwardForwardModel
-from keras_local.models.local_model import LocalModel
+"""One `LocalModel` subclass per rule family."""
 
-__all__ = ["ForwardForwardModel", "LocalModel"]
+from keras_local.models.direct_feedback_alignment_model import DirectFeedbackAlignmentModel
+from keras_local.models.forward_forward_model import ForwardForwardModel
+from keras_local.models.local_loss_model import LocalLossModel
+from keras_local.models.local_model import LocalModel
+from keras_local.models.target_projection_model import TargetProjectionModel
+from keras_local.models.zeroth_order_model import ZerothOrderModel
+
+__all__ = [
+    "DirectFeedbackAlignmentModel",
+    "ForwardForwardModel",
+    "LocalLossModel",
+    "LocalModel",
+    "TargetProjectionModel",
+    "ZerothOrderModel",
+]
