@@ -99,6 +99,10 @@ class BlackBox(keras.layers.Layer):
     def call(self, inputs):
         inputs = backend.stop_gradient(ops.convert_to_tensor(inputs))
         if self.mode == "numpy":
+            concrete = _concrete(inputs)
+            if concrete is not None:
+                # Eager: call directly, so errors surface as they are.
+                return ops.convert_to_tensor(self._checked(concrete))
             shape = (inputs.shape[0],) + tuple(self._feature_shape)
             return backend.host_call(self._checked, [inputs], (shape, self.output_dtype))
         out = self.function(inputs)
@@ -132,3 +136,14 @@ class BlackBox(keras.layers.Layer):
         config = dict(config)
         config["function"] = keras.saving.deserialize_keras_object(config["function"])
         return cls(**config)
+
+
+def _concrete(x):
+    """`x` as NumPy when it holds values (eager), `None` inside a trace
+    (under a trace the call goes through `backend.host_call`, and an error
+    raised by the box reaches the caller wrapped by the backend, e.g. as
+    JAX's `JaxRuntimeError` carrying the `ValueError` message)."""
+    try:
+        return np.asarray(ops.convert_to_numpy(x))
+    except Exception:  # noqa: BLE001 - tracers refuse conversion
+        return None

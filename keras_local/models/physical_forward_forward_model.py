@@ -19,8 +19,9 @@ class PhysicalForwardForwardModel(LocalModel):
     """Model-free Forward-Forward training of black-box physical layers.
 
     The network alternates black boxes (physical systems, only ever called
-    forward) and trainable digital layers: `x (+ label) -> box_0 ->
-    digital_0 -> box_1 -> digital_1 -> ...`. As in physical local learning
+    forward) and trainable digital layers: `x -> box_0 -> digital_0 ->
+    box_1 -> digital_1 -> ...`; each digital layer reads the (normalised)
+    measurement of the box before it with the one-hot label appended. As in physical local learning
     (Momeni et al. 2023), each digital layer reads the measured output of
     the black box before it and is trained with its own Forward-Forward
     loss (high goodness for the input with its true label, low with a
@@ -44,8 +45,8 @@ class PhysicalForwardForwardModel(LocalModel):
         threshold: float, goodness threshold. Defaults to `2.0`.
         normalization: `"rms"`, `"l2"` or `"none"`, applied to each box's
             measurement and to each digital output. Defaults to `"rms"`.
-        label_scale: float, value of the one-hot label overlaid on the first
-            `num_classes` input features. Defaults to `1.0`.
+        label_scale: float, value of the one-hot label appended to each
+            digital layer's input. Defaults to `1.0`.
         seed: int or `None`, seeds the negative labels. Defaults to `None`.
 
     Returns:
@@ -129,6 +130,7 @@ class PhysicalForwardForwardModel(LocalModel):
             if not box.built:
                 box.build(shape)
             shape = tuple(box.compute_output_shape(shape))
+            shape = shape[:-1] + (shape[-1] + self.num_classes,)
             if not layer.built:
                 layer.build(shape)
             shape = tuple(layer.compute_output_shape(shape))
@@ -137,22 +139,30 @@ class PhysicalForwardForwardModel(LocalModel):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
-    def _embed(self, x, labels):
-        return ff.embed_label(x, labels, self.num_classes, "overlay", self.label_scale)
-
     def _norm(self, h):
         return ff.normalize_length(h, self.normalization)
+
+    def _digital_input(self, measured, labels):
+        return ff.embed_label(
+            self._norm(measured), labels, self.num_classes, "append", self.label_scale
+        )
 
     def _goodness_scores(self, x, run_digital):
         batch = ops.shape(x)[0]
         k = self.num_classes
-        tiled = ops.reshape(ops.repeat(ops.expand_dims(x, 1), k, axis=1), (-1, x.shape[-1]))
         labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
-        h = self._embed(tiled, labels)
         total = ops.zeros((batch * k,), dtype=x.dtype)
+        h = None
         for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
-            measured = box(h if i == 0 else self._norm(h))
-            h = run_digital(layer, self._norm(measured))
+            if i == 0:
+                measured = box(x)
+                measured = ops.reshape(
+                    ops.repeat(ops.expand_dims(measured, 1), k, axis=1),
+                    (-1, measured.shape[-1]),
+                )
+            else:
+                measured = box(self._norm(h))
+            h = run_digital(layer, self._digital_input(measured, labels))
             total = total + ff.goodness(h)
         return ops.reshape(total, (batch, k))
 
@@ -170,13 +180,20 @@ class PhysicalForwardForwardModel(LocalModel):
         x = ops.convert_to_tensor(x)
         batch = ops.shape(x)[0]
         negatives = ff.random_wrong_labels(y, self.num_classes, self.step_seed(ntv))
-        h = ops.concatenate([self._embed(x, y), self._embed(x, negatives)], axis=0)
+        labels = ops.concatenate([y, negatives], axis=0)
+        h = None
         grads = [ops.zeros_like(v) for v in tv]
         total = ops.convert_to_tensor(0.0, dtype="float32")
         logs = {}
         for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
             # Forward only: one measurement of the box for both passes.
-            measured = self._norm(box(h if i == 0 else self._norm(h)))
+            if i == 0:
+                # x carries no label: one measurement serves both passes.
+                measured = box(x)
+                measured = ops.concatenate([measured, measured], axis=0)
+            else:
+                measured = box(self._norm(h))
+            measured = self._digital_input(measured, labels)
             t_idx = self.variable_indices(layer, trainable=True)
             n_idx = self.variable_indices(layer, trainable=False)
 
@@ -231,11 +248,6 @@ class PhysicalForwardForwardModel(LocalModel):
             raise ValueError(
                 "PhysicalForwardForwardModel expects vectors (batch, features). "
                 f"Received: x of shape {shape}. Flatten the inputs first."
-            )
-        if shape[-1] is not None and shape[-1] < self.num_classes:
-            raise ValueError(
-                f"The label overlay writes {self.num_classes} features, but "
-                f"inputs have only {shape[-1]}. Received: x of shape {shape}."
             )
 
     def get_config(self):

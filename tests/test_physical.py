@@ -1,0 +1,141 @@
+"""BlackBox, host_call and PhysicalForwardForwardModel."""
+
+import os
+import runpy
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_local import backend
+from keras_local.layers.black_box import BlackBox
+from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
+from keras_local.models.physical_forward_forward_model import PhysicalForwardForwardModel
+from tests.conftest import BACKEND
+from tests.conftest import require_data
+
+GUIDES = os.path.join(os.path.dirname(__file__), "..", "guides")
+
+
+def _raises_when_differentiated():
+    @keras.ops.custom_gradient
+    def f(x):
+        def grad(*args, upstream=None):
+            raise RuntimeError("this black box was differentiated")
+
+        return ops.tanh(x), grad
+
+    return f
+
+
+def test_host_call_returns_numpy_result(rng):
+    x = rng.normal(size=(3, 4)).astype("float32")
+    out = backend.host_call(lambda a: np.asarray(a) * 2.0, [x], ((3, 4), "float32"))
+    np.testing.assert_allclose(ops.convert_to_numpy(out), 2 * x)
+
+
+def test_simulated_system_matches_twin_and_drifts(rng):
+    x = rng.uniform(size=(4, 6)).astype("float32")
+    system = SimulatedPhysicalSystem(6, 5, noise=0.0, drift=0.0, seed=3)
+    twin = system.digital_twin()
+    np.testing.assert_allclose(system(x), ops.convert_to_numpy(twin(x)), rtol=1e-4, atol=1e-6)
+    drifting = SimulatedPhysicalSystem(6, 5, noise=0.0, drift=0.5, seed=3)
+    first, second = drifting(x), drifting(x)
+    assert not np.allclose(first, second)
+    noisy = SimulatedPhysicalSystem(6, 5, noise=0.1, seed=3)
+    assert not np.allclose(noisy(x), noisy(x))
+
+
+def test_black_box_shape_change_raises(rng):
+    calls = {"n": 0}
+
+    def unstable(a):
+        calls["n"] += 1
+        return np.zeros((len(a), 3 if calls["n"] < 3 else 4), "float32")
+
+    box = BlackBox(unstable)
+    x = np.zeros((2, 5), "float32")
+    box(x)  # build probe (call 1) and first call (call 2)
+    with pytest.raises(ValueError, match="changed its output shape"):
+        box(x)
+
+
+def _model(function, units=16, **kwargs):
+    return PhysicalForwardForwardModel(
+        [BlackBox(function)], [keras.layers.Dense(units, activation="relu")],
+        num_classes=3, seed=0, label_scale=5.0, **kwargs,
+    )
+
+
+def _toy(rng, n=150):
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 6)).astype("float32") * 0.1
+    x[np.arange(n), y] += 0.5  # a phase shift of pi / 2
+    return x, y
+
+
+@pytest.mark.parametrize("kind", ["numpy", "raises_when_differentiated"])
+def test_black_box_trains_forward_only(rng, kind):
+    x, y = _toy(rng)
+    if kind == "numpy":
+        function = SimulatedPhysicalSystem(6, 24, noise=0.01, seed=1)
+    else:
+        function = _raises_when_differentiated()
+    model = _model(function)
+    # JAX: the step is jitted (host callback); TF: jit_compile is forced off
+    # for NumPy boxes (tf.numpy_function cannot be XLA-compiled).
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"], jit_compile=True)
+    if BACKEND == "tensorflow" and kind == "numpy":
+        assert model.jit_compile is False
+    history = model.fit(x, y, batch_size=30, epochs=20, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    _, accuracy = model.evaluate(x, y, verbose=0)
+    assert accuracy > 0.6
+
+
+def test_save_load(tmp_path, rng):
+    x, y = _toy(rng)
+    model = _model(SimulatedPhysicalSystem(6, 24, noise=0.0, seed=1))
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(x, y, batch_size=20, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    assert np.isfinite(loaded.fit(x, y, batch_size=20, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="one layer per black box"):
+        PhysicalForwardForwardModel([lambda a: a], [], 3)
+    with pytest.raises(TypeError, match="callable"):
+        BlackBox(3)
+    model = _model(SimulatedPhysicalSystem(6, 8))
+    with pytest.raises(ValueError, match="Flatten"):
+        model.predict(np.zeros((2, 2, 3), "float32"))
+
+
+def test_real_mnist_learns():
+    require_data("mnist.npz")
+    from keras_local.datasets import load_mnist
+
+    (x, y), (xt, yt) = load_mnist()
+    x = x[:3000].reshape(-1, 784).astype("float32") / 255.0
+    xt = xt[:300].reshape(-1, 784).astype("float32") / 255.0
+    system = SimulatedPhysicalSystem(784, 200, noise=0.02, drift=1e-3, seed=0)
+    model = PhysicalForwardForwardModel(
+        [BlackBox(system)], [keras.layers.Dense(128, activation="relu")], 10,
+        label_scale=5.0, seed=0,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    model.fit(x, y[:3000], batch_size=100, epochs=4, verbose=0)
+    _, accuracy = model.evaluate(xt, yt[:300], verbose=0)
+    assert accuracy > 0.3  # chance is 0.1
+
+
+def test_guide_runs_shrunk(monkeypatch):
+    require_data("mnist.npz")
+    monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
+    runpy.run_path(os.path.join(GUIDES, "physical_networks.py"), run_name="__main__")
