@@ -153,3 +153,316 @@ def test_graph_layer_config_round_trip():
         assert clone.get_config() == layer.get_config()
     with pytest.raises(ValueError, match="heads"):
         GATConv(6, heads=4)
+
+
+# ---------------------------------------------------------------------- #
+# Graph inputs and their checks.
+# ---------------------------------------------------------------------- #
+from keras_local.datasets import graph_inputs  # noqa: E402
+from keras_local.datasets.graph_inputs import graph_batch  # noqa: E402
+from keras_local.models.forward_gnn_link_model import ForwardGNNLinkModel  # noqa: E402
+from keras_local.models.forward_gnn_model import ForwardGNNModel  # noqa: E402
+from keras_local.models.gnn_model import GNNModel  # noqa: E402
+from keras_local.rules import single_forward as sf  # noqa: E402
+
+
+def _toy_graph(rng, nodes=12, features=5, classes=3, edges=30):
+    labels = rng.integers(0, classes, nodes)
+    x = rng.normal(size=(nodes, features)).astype("float32")
+    edge_index = rng.integers(0, nodes, size=(2, edges)).astype("int32")
+    return x, edge_index, labels
+
+
+def test_graph_batch_layout(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    labels[3] = -1
+    train = np.array([0, 1, 2, 5])
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=train, known_mask=train)
+    assert xb["node_features"].shape == (1, 12, 5)
+    assert xb["edge_index"].shape == (1, 2, 30) and xb["edge_index"].dtype == np.int32
+    np.testing.assert_array_equal(wb[0], np.isin(np.arange(12), train).astype("float32"))
+    assert yb[0, 3] == 0  # unlabelled node stored as 0, outside the mask
+    expected_known = np.where(np.isin(np.arange(12), train), labels, -1)
+    np.testing.assert_array_equal(xb["known_labels"][0], expected_known)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda e, x, y: (e.at_max(), x, y), "outside"),
+        (lambda e, x, y: (e.negative(), x, y), "outside"),
+        (lambda e, x, y: (e.value.T, x, y), "shape \\(2, num_edges\\)"),
+        (lambda e, x, y: (e.value.astype("float32"), x, y), "integer"),
+        (lambda e, x, y: (e.value, x, y[:-1]), "different lengths"),
+    ],
+)
+def test_bad_graph_inputs_raise(rng, edit, message):
+    x, edge_index, labels = _toy_graph(rng)
+
+    class Edges:
+        value = edge_index
+
+        def at_max(self):
+            bad = edge_index.copy()
+            bad[1, 4] = 12
+            return bad
+
+        def negative(self):
+            bad = edge_index.copy()
+            bad[0, 0] = -1
+            return bad
+
+    bad_edges, x, labels = edit(Edges(), x, labels)
+    with pytest.raises(ValueError, match=message):
+        graph_batch(x, bad_edges, labels)
+    # The model's own check catches the same arrays before training.
+    xb, yb, _ = graph_batch(*_toy_graph(np.random.default_rng(0)))
+    xb = dict(xb)
+    if np.asarray(bad_edges).shape == (2, 30):
+        xb["edge_index"] = np.asarray(bad_edges)[None]
+    elif np.asarray(bad_edges).ndim == 2:
+        xb["edge_index"] = np.asarray(bad_edges)[None]
+    if len(labels) != 12:
+        yb = yb[:, :-1]
+    model = ForwardGNNModel(3, rule="sf", units=4, num_layers=1)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=message):
+        model.fit(xb, yb, batch_size=1, epochs=1, verbose=0)
+
+
+def test_graph_inputs_other_checks(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels)
+    with pytest.raises(ValueError, match="dict"):
+        graph_inputs.validate_graph_inputs(x)
+    with pytest.raises(ValueError, match="one full graph"):
+        graph_inputs.validate_graph_inputs({**xb, "node_features": x})
+    with pytest.raises(ValueError, match="edge_weight"):
+        graph_inputs.validate_graph_inputs({**xb, "edge_weight": np.ones((1, 3), "float32")})
+    with pytest.raises(ValueError, match="\\[0, 2\\)"):
+        graph_inputs.validate_graph_inputs(xb, yb, wb, num_classes=2)
+    with pytest.raises(ValueError, match="unlabelled"):
+        graph_batch(x, edge_index, np.where(np.arange(12) == 0, -1, labels), mask=np.arange(12))
+
+
+# ---------------------------------------------------------------------- #
+# The TF-GNN adapter.
+# ---------------------------------------------------------------------- #
+def _tensorflow_gnn_or_skip():
+    try:
+        from keras_local.backend.graph_tensor import import_tensorflow_gnn
+
+        import_tensorflow_gnn()
+    except ImportError as error:
+        pytest.skip(
+            "tensorflow-gnn and tf-keras are not installed, so no GraphTensor "
+            f"can be built ({error}); CI installs them."
+        )
+
+
+def test_graph_tensor_round_trip(rng):
+    _tensorflow_gnn_or_skip()
+    from keras_local.backend.graph_tensor import arrays_to_graph_tensor
+    from keras_local.backend.graph_tensor import graph_tensor_to_arrays
+
+    x, edge_index, labels = _toy_graph(rng)
+    graph = arrays_to_graph_tensor(
+        x, edge_index, node_set="paper", edge_set="cites", feature="words",
+        labels=labels, label="subject",
+    )
+    xb, yb, wb = graph_inputs.from_graph_tensor(
+        graph, "paper", "cites", feature="words", label="subject", mask=np.arange(4),
+    )
+    np.testing.assert_array_equal(xb["node_features"][0], x)
+    np.testing.assert_array_equal(xb["edge_index"][0], edge_index)
+    np.testing.assert_array_equal(yb[0], labels)
+    np.testing.assert_array_equal(wb[0], (np.arange(12) < 4).astype("float32"))
+    arrays = graph_tensor_to_arrays(graph, "paper", "cites", feature="words")
+    assert arrays["edge_index"].dtype == np.int32
+    with pytest.raises(ValueError, match="No node set 'author'"):
+        graph_tensor_to_arrays(graph, "author", "cites")
+    with pytest.raises(ValueError, match="No feature 'title'"):
+        graph_tensor_to_arrays(graph, "paper", "cites", feature="title")
+
+
+# ---------------------------------------------------------------------- #
+# The constructions equal their definitions.
+# ---------------------------------------------------------------------- #
+def test_label_appending_definition(rng):
+    x, _, labels = _toy_graph(rng)
+    mask = (np.arange(12) % 3 == 0).astype("float32")
+    out = _numpy(fg.append_labels(keras.ops.convert_to_tensor(x), labels, mask, 3))
+    expected = np.concatenate(
+        [x, np.where(mask[:, None] > 0, np.eye(3)[labels], np.float32(1.0 / 3))], axis=1
+    ).astype("float32")
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("layer_cls", [GCNConv, SAGEConv, GATConv])
+def test_virtual_node_graph_definition(rng, layer_cls):
+    x, edge_index, labels = _toy_graph(rng)
+    classes = sf.initial_class_embeddings(3, (5,), seed=1)
+    mask = (np.arange(12) < 5).astype("float32")
+    h, edges, weight = fg.virtual_node_graph(
+        keras.ops.convert_to_tensor(x), edge_index, None, labels, mask, classes
+    )
+    h, edges, weight = _numpy(h), _numpy(edges), _numpy(weight)
+    np.testing.assert_array_equal(h, np.concatenate([x, classes]))
+    # The definition: the graph plus, for each masked node i, i -> N+y_i and
+    # back; nothing for the others.
+    masked = np.flatnonzero(mask)
+    explicit = np.concatenate(
+        [edge_index,
+         np.stack([masked, 12 + labels[masked]]),
+         np.stack([12 + labels[masked], masked])], axis=1,
+    )
+    present = edges[:, weight > 0]
+    assert sorted(map(tuple, present.T)) == sorted(map(tuple, explicit.T))
+    assert np.all(weight[:30] == 1) and set(np.unique(weight)) <= {0.0, 1.0}
+    # A layer on the weighted (static-size) graph equals the same layer on
+    # the explicit graph.
+    layer = layer_cls(4) if layer_cls is not GATConv else GATConv(4, heads=2)
+    np.testing.assert_allclose(
+        _numpy(layer(h, edges, weight)), _numpy(layer(h, explicit.astype("int32"))),
+        rtol=1e-5, atol=1e-5,
+    )
+
+
+# ---------------------------------------------------------------------- #
+# Locality of every rule.
+# ---------------------------------------------------------------------- #
+def _tensors(tree):
+    return keras.tree.map_structure(
+        lambda t: None if t is None else keras.ops.convert_to_tensor(t), tree
+    )
+
+
+def _grads(model, tv, x, y, w):
+    ntv = [v.value for v in model.non_trainable_variables]
+    grads, _, loss, _, logs = model.local_grads(tv, ntv, _tensors(x), _tensors(y), _tensors(w))
+    return [_numpy(g) for g in grads], float(_numpy(loss)), logs
+
+
+def _perturbed(model, layer, tv, scale=0.5):
+    idx = model.variable_indices(layer)
+    out = list(tv)
+    for i in idx:
+        out[i] = tv[i] + scale * keras.ops.ones_like(tv[i])
+    return out
+
+
+def _check_locality(model, x, y, w, first, second):
+    tv = [v.value for v in model.trainable_variables]
+    base, loss, logs = _grads(model, tv, x, y, w)
+    assert np.isfinite(loss) and set(logs) == set(model.local_log_names())
+    moved, _, _ = _grads(model, _perturbed(model, second, tv), x, y, w)
+    for i in model.variable_indices(first):
+        np.testing.assert_array_equal(base[i], moved[i])
+        assert np.abs(base[i]).sum() > 0
+    # ...while the upper layer's own update does change.
+    assert any(
+        not np.allclose(base[i], moved[i]) for i in model.variable_indices(second)
+    )
+
+
+@pytest.mark.parametrize(
+    "conv, rule",
+    [("gcn", "ff_la"), ("gcn", "ff_vn"), ("gcn", "sf"), ("sage", "ff_la"), ("gat", "sf")],
+)
+def test_node_rules_are_local(rng, conv, rule):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8))
+    model = ForwardGNNModel(3, conv=conv, rule=rule, num_layers=2, units=4, heads=2, seed=3)
+    model.build({k: v.shape for k, v in xb.items()})
+    _check_locality(model, xb, yb, wb, model.convs[0], model.convs[1])
+
+
+@pytest.mark.parametrize("rule", ["ff", "sf"])
+def test_link_rules_are_local(rng, rule):
+    x, edge_index, _ = _toy_graph(rng)
+    xb, yb = graph_inputs.link_batch(x, edge_index, edge_index[:, :10])
+    model = ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=2, units=4, seed=3)
+    model.build({k: v.shape for k, v in xb.items()})
+    _check_locality(model, xb, np.ones((1, 10), "float32"), None, model.convs[0], model.convs[1])
+
+
+def test_sf_topdown_equals_its_definition(rng):
+    """Layer j's update is the gradient of CE(softmax(<e_i, e_v>)) with
+    e = mean(h_j, s_{j+2}, ...), the states above taken as constants."""
+    x, edge_index, labels = _toy_graph(rng)
+    mask = (np.arange(12) < 8).astype("float32")
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=mask)
+    model = ForwardGNNModel(
+        3, conv="gcn", rule="sf_topdown", num_layers=3, units=4, clip_norm=None, seed=3
+    )
+    model.build({k: v.shape for k, v in xb.items()})
+    tv = [v.value for v in model.trainable_variables]
+    grads, _, _ = _grads(model, tv, xb, yb, wb)
+    # The definition, in NumPy on top of each layer's own call.
+    classes = _numpy(model.class_features)
+    h0, edges, weight = fg.virtual_node_graph(
+        keras.ops.convert_to_tensor(x), edge_index, None, labels, mask, classes
+    )
+    states = [_numpy(sf.row_normalize(h0))]
+    for conv in model.convs:
+        states.append(_numpy(sf.row_normalize(conv(states[-1], edges, weight))))
+    above = states[2:]  # for layer 0: s_2, s_3 (constants)
+    conv = model.convs[0]
+
+    def loss(params, inputs):
+        out, _ = conv.stateless_call(params, [], inputs, edges, weight)
+        e = (out + sum(keras.ops.convert_to_tensor(s) for s in above)) / (1 + len(above))
+        logits = keras.ops.matmul(e[:12], keras.ops.transpose(e[12:]))
+        ce = -keras.ops.take_along_axis(
+            keras.ops.log_softmax(logits, axis=-1), keras.ops.convert_to_tensor(labels[:, None]), axis=-1
+        )[:, 0]
+        return keras.ops.sum(ce * mask) / mask.sum()
+
+    _, expected = backend.value_and_grad(loss)(
+        [v.value for v in conv.trainable_variables], keras.ops.convert_to_tensor(states[0])
+    )
+    for i, g in zip(model.variable_indices(conv), expected):
+        np.testing.assert_allclose(grads[i], _numpy(g), rtol=1e-4, atol=1e-6)
+    # The top-down signal is really there: plain SF gives another update.
+    plain = ForwardGNNModel(3, conv="gcn", rule="sf", num_layers=3, units=4, seed=3)
+    plain.build({k: v.shape for k, v in xb.items()})
+    for a, b in zip(plain.trainable_variables, model.trainable_variables):
+        a.assign(b)
+    plain_grads, _, _ = _grads(plain, tv, xb, yb, wb)
+    i = model.variable_indices(conv)[0]
+    assert not np.allclose(plain_grads[i], grads[i])
+
+
+# ---------------------------------------------------------------------- #
+# Save / load, real data, the guide.
+# ---------------------------------------------------------------------- #
+def test_save_load_round_trip(rng, tmp_path):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
+    model = ForwardGNNModel(3, conv="sage", rule="ff_vn", num_layers=2, units=4, seed=5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    model.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, ForwardGNNModel) and loaded.rule == "ff_vn"
+    np.testing.assert_allclose(loaded.predict(xb, verbose=0), model.predict(xb, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(_numpy(loaded.class_features), _numpy(model.class_features))
+    model.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=1, verbose=0)
+    loaded.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=1, verbose=0)
+    for a, b in zip(model.trainable_variables, loaded.trainable_variables):
+        np.testing.assert_allclose(_numpy(a), _numpy(b), rtol=1e-5, atol=1e-6)
+
+
+def test_shrunk_cora_learns_well_above_chance():
+    require_data("cora_planetoid.npz")
+    from keras_local.datasets import load_cora
+
+    data = load_cora()
+    batches = graph_inputs.dataset_batches(data)
+    (x, y, train), (xt, yt, test) = batches["train"], batches["test"]
+    model = ForwardGNNModel(data.num_classes, conv="gcn", rule="sf", num_layers=2, units=32, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    model.fit(x, y, sample_weight=train, batch_size=1, epochs=30, verbose=0)
+    accuracy = model.evaluate(xt, yt, sample_weight=test, verbose=0, return_dict=True)["accuracy"]
+    # 7 classes: chance is 14%, the majority class 32% of the test nodes.
+    assert accuracy > 0.6, accuracy

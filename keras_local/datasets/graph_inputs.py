@@ -25,7 +25,8 @@ NODE_FEATURES = "node_features"
 EDGE_INDEX = "edge_index"
 EDGE_WEIGHT = "edge_weight"
 KNOWN_LABELS = "known_labels"
-KEYS = (NODE_FEATURES, EDGE_INDEX, EDGE_WEIGHT, KNOWN_LABELS)
+EDGE_LABEL_INDEX = "edge_label_index"
+KEYS = (NODE_FEATURES, EDGE_INDEX, EDGE_WEIGHT, KNOWN_LABELS, EDGE_LABEL_INDEX)
 
 
 def graph_batch(
@@ -180,6 +181,14 @@ def validate_graph_inputs(x, y=None, sample_weight=None, num_classes=None):
                 f"'known_labels' must lie in [-1, {num_classes}). Received: "
                 f"max {known.max()}."
             )
+    if EDGE_LABEL_INDEX in x:
+        candidates = np.asarray(x[EDGE_LABEL_INDEX])
+        if candidates.ndim != 3 or candidates.shape[0] != 1:
+            raise ValueError(
+                "'edge_label_index' must have shape (1, 2, num_candidates). "
+                f"Received: shape {candidates.shape}."
+            )
+        check_edge_index(candidates[0], num_nodes, name="edge_label_index")
     if y is not None:
         y = np.asarray(y)
         if y.ndim == 1 and y.shape[0] == num_nodes:
@@ -247,3 +256,71 @@ def dataset_batches(dataset):
             known_mask=dataset.train_index,
         )
     return out
+
+
+def link_split(edge_index, num_nodes, val_fraction=0.05, test_fraction=0.1, seed=0):
+    """Splits an undirected graph's edges for link prediction.
+
+    Each undirected pair `{u, v}` (self loops dropped) goes to train,
+    validation or test at random (fixed `seed`); the message-passing graph
+    is the training pairs in both directions. Validation and test get as
+    many negative pairs as positive ones, drawn uniformly among the node
+    pairs that are not edges.
+
+    Returns:
+        A dict with `"edge_index"` (2, 2 * train pairs) and, for `"train"`,
+        `"val"`, `"test"`, `(edge_label_index (2, P), edge_label (P,))`;
+        the train split holds positives only (the model samples its
+        negatives).
+    """
+    edge_index = np.asarray(edge_index)
+    check_edge_index(edge_index, num_nodes)
+    low = np.minimum(edge_index[0], edge_index[1]).astype("int64")
+    high = np.maximum(edge_index[0], edge_index[1]).astype("int64")
+    keep = low != high
+    pairs = np.unique(low[keep] * num_nodes + high[keep])
+    rng = np.random.default_rng(seed)
+    pairs = rng.permutation(pairs)
+    n_val = int(round(val_fraction * len(pairs)))
+    n_test = int(round(test_fraction * len(pairs)))
+    val, test, train = pairs[:n_val], pairs[n_val:n_val + n_test], pairs[n_val + n_test:]
+    existing = set(pairs.tolist())
+
+    def negatives(count):
+        out = []
+        while len(out) < count:
+            u, v = rng.integers(0, num_nodes, size=2)
+            a, b = min(u, v), max(u, v)
+            if a != b and a * num_nodes + b not in existing:
+                out.append((a, b))
+                existing.add(a * num_nodes + b)
+        return np.asarray(out, dtype="int64").reshape(-1, 2).T
+
+    def decode(codes):
+        return np.stack([codes // num_nodes, codes % num_nodes])
+
+    split = {}
+    train_pairs = decode(train)
+    split["edge_index"] = np.concatenate(
+        [train_pairs, train_pairs[::-1]], axis=1
+    ).astype("int32")
+    split["train"] = (train_pairs.astype("int32"), np.ones(train_pairs.shape[1], "float32"))
+    for name, codes in (("val", val), ("test", test)):
+        positive = decode(codes)
+        negative = negatives(positive.shape[1])
+        split[name] = (
+            np.concatenate([positive, negative], axis=1).astype("int32"),
+            np.concatenate([np.ones(positive.shape[1]), np.zeros(negative.shape[1])]).astype("float32"),
+        )
+    return split
+
+
+def link_batch(node_features, edge_index, edge_label_index, edge_label=None):
+    """`(x, y)` for link prediction: the message-passing graph and the
+    candidate edges `edge_label_index` (2, P) with labels `(1, P)`."""
+    x, _, _ = graph_batch(node_features, edge_index)
+    num_nodes = x[NODE_FEATURES].shape[1]
+    check_edge_index(edge_label_index, num_nodes, name="edge_label_index")
+    x[EDGE_LABEL_INDEX] = np.asarray(edge_label_index).astype("int32")[None]
+    y = None if edge_label is None else np.asarray(edge_label, "float32").reshape(1, -1)
+    return x, y
