@@ -9,6 +9,7 @@ from keras_local.models.local_model import check_finite
 from keras_local.models.local_model import training_kwargs
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_integer_labels
+from keras_local.rules.ordering import after
 
 NEGATIVE_LABELS = ("random", "hard")
 READOUTS = (None, "softmax")
@@ -333,6 +334,9 @@ class ForwardForwardModel(LocalModel):
             )
             grads = self.scatter(grads, t_idx, block_grads)
             ntv = self.scatter(ntv, n_idx, block_ntv)
+            # The next block runs after this block's gradients exist, so a
+            # compiled step frees this block's activations first.
+            h_pos, h_neg = after(h_pos, block_grads), after(h_neg, block_grads)
             if peer is not None:
                 ntv = self.scatter(ntv, peer_idx, [peer])
             total = total + ops.cast(loss, "float32")
@@ -374,7 +378,7 @@ class ForwardForwardModel(LocalModel):
             params, x_pos, block_ntv, running_mean, True
         )
         (loss_neg, (h_neg, block_ntv, g_neg, _)), grads_neg = value_and_grad(
-            params, x_neg, block_ntv, None, False
+            params, after(x_neg, grads_pos), block_ntv, None, False
         )
         grads = [a + b for a, b in zip(grads_pos, grads_neg)]
         return loss_pos + loss_neg, h_pos, h_neg, block_ntv, grads, g_pos, g_neg, running_mean

@@ -8,6 +8,7 @@ from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import check_finite
 from keras_local.rules import target_projection as tp
 from keras_local.rules.labels import check_integer_labels
+from keras_local.rules.ordering import after
 
 CONV_TARGETS = ("feature_map", "pooled")
 RECURRENT_TARGETS = ("final", "every_step")
@@ -354,7 +355,7 @@ class TargetProjectionModel(LocalModel):
             n_idx = self.variable_indices(block, trainable=False)
             # Tied to `h` so that a compiler cannot build every block's
             # (batch, width) target up front.
-            target = tp.project_targets(one_hot, _after(projections[i], [h]))
+            target = tp.project_targets(one_hot, after(projections[i], [h]))
             mode = modes[i]
 
             def block_loss(params, inputs, block_ntv, block=block, mode=mode,
@@ -372,7 +373,7 @@ class TargetProjectionModel(LocalModel):
             ntv = self.scatter(ntv, n_idx, new_block_ntv)
             total = total + ops.cast(loss, "float32")
             logs[f"block_{i}_loss"] = loss
-            h = _after(h, block_grads)
+            h = after(h, block_grads)
 
         loss, block_grads, y_pred, t_idx, ntv = self._output_block_grads(
             tv, ntv, h, y, sample_weight
@@ -449,21 +450,6 @@ class TargetProjectionModel(LocalModel):
         return cls(**config)
 
 
-def _after(h, block_grads):
-    """`h`, made to depend on `block_grads` (adds an exact zero).
-
-    This orders a compiled step block by block: the next block's forward
-    pass waits for this block's update, so the compiler frees this block's
-    activations before the next block runs instead of scheduling every
-    forward pass first (which would keep all activations alive, as in
-    backprop).
-    """
-    if not block_grads:
-        return h
-    tie = ops.convert_to_tensor(0.0, dtype=h.dtype)
-    for g in block_grads:
-        tie = tie + ops.cast(ops.reshape(g, (-1,))[0], h.dtype)
-    return h + tie * ops.convert_to_tensor(0.0, dtype=h.dtype)
 
 
 def stateless_block_call(block, params, block_ntv, inputs, training=True):

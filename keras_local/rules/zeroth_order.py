@@ -9,6 +9,7 @@ needed (MeZO's memory trick, Malladi et al. 2023).
 from keras import ops
 
 from keras_local import backend
+from keras_local.rules.ordering import after  # noqa: F401 (used as zo.after)
 from keras_local.rules.portable_random import _mix
 from keras_local.rules.portable_random import portable_randint
 from keras_local.rules.portable_random import seed_to_int32
@@ -74,19 +75,6 @@ def direction(shape, seed, distribution="gaussian", dtype="float32",
     u2 = ops.cast(ops.bitwise_and(h2, 0x7FFFFF), "float32") * scale
     z = ops.sqrt(-2.0 * ops.log(u1)) * ops.cos(6.283185307179586 * u2)
     return ops.cast(z, dtype)
-
-
-def after(seed, scalar):
-    """`seed`, made to depend on `scalar` without changing its value.
-
-    XLA merges identical random computations (common-subexpression
-    elimination); a direction regenerated three times would then be computed
-    once and kept alive across both forward passes, a full copy of the
-    parameters. Tying each regeneration to the loss of the previous pass
-    keeps them distinct (and ordered), so each is generated where it is used.
-    """
-    zero = ops.cast(ops.minimum(ops.abs(ops.cast(scalar, "float32")), 0.0), "int32")
-    return seed + ops.cast(zero, seed.dtype)
 
 
 def perturb(values, seeds, scales, epsilon, distribution="gaussian",
