@@ -440,7 +440,7 @@ def test_save_load_round_trip(rng, tmp_path):
     x, edge_index, labels = _toy_graph(rng)
     xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
     model = ForwardGNNModel(3, conv="sage", rule="ff_vn", num_layers=2, units=4, seed=5)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), weighted_metrics=["accuracy"])
     model.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=2, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
@@ -461,8 +461,14 @@ def test_shrunk_cora_learns_well_above_chance():
     batches = graph_inputs.dataset_batches(data)
     (x, y, train), (xt, yt, test) = batches["train"], batches["test"]
     model = ForwardGNNModel(data.num_classes, conv="gcn", rule="sf", num_layers=2, units=32, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train, batch_size=1, epochs=30, verbose=0)
     accuracy = model.evaluate(xt, yt, sample_weight=test, verbose=0, return_dict=True)["accuracy"]
     # 7 classes: chance is 14%, the majority class 32% of the test nodes.
     assert accuracy > 0.6, accuracy
+
+
+def test_guide_runs_shrunk(monkeypatch):
+    require_data("cora_planetoid.npz")
+    monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
+    runpy.run_path(str(ROOT / "guides" / "forward_gnn.py"), run_name="__main__")

@@ -58,7 +58,7 @@ class ForwardGNNModel(LocalModel):
     visible when predicting, `-1` elsewhere; the virtual-node and
     label-appending rules use them, as the reference keeps the training
     labels visible when it evaluates). `predict` returns `(1, N, K)`
-    scores; compile with `metrics=["accuracy"]` and evaluate with the
+    scores; compile with `weighted_metrics=["accuracy"]` and evaluate with the
     validation or test mask as `sample_weight`. Training logs `loss` (sum
     of the layer losses) and `layer_{i}_loss`.
 
@@ -91,7 +91,7 @@ class ForwardGNNModel(LocalModel):
     x, y, train_mask = graph_batch(features, edge_index, labels,
                                    mask=train_index, known_mask=train_index)
     model = ForwardGNNModel(num_classes=7, conv="gcn", rule="sf")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
     ```
 

@@ -41,7 +41,7 @@ class GNNModel(keras.Model):
     ```python
     model = GNNModel(num_classes=7, conv="gcn")
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True), metrics=["accuracy"])
+        from_logits=True), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
     ```
 
