@@ -34,7 +34,9 @@ class PhysicalForwardForwardModel(LocalModel):
     Black boxes wrapping NumPy callables run through host callbacks: under
     `jax.jit` via `jax.pure_callback`; on TensorFlow via
     `tf.numpy_function`, which XLA cannot compile, so `compile` sets
-    `jit_compile=False` there (with a warning if `True` was asked). Logs
+    `jit_compile=False` there (with a warning if `True` was asked; boxes
+    whose mode is still `"auto"` count as NumPy); on PyTorch `compile`
+    always sets `jit_compile=False` (no `torch.compile` through a box). Logs
     `loss` and `block_{i}_loss`.
 
     Args:
@@ -119,6 +121,9 @@ class PhysicalForwardForwardModel(LocalModel):
                     "Use the JAX backend for a compiled step with NumPy boxes.",
                     stacklevel=2,
                 )
+            kwargs["jit_compile"] = False
+        if backend.BACKEND == "torch":
+            # torch.compile (dynamo) cannot trace host calls into the boxes.
             kwargs["jit_compile"] = False
         super().compile(*args, **kwargs)
 

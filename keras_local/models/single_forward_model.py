@@ -310,7 +310,8 @@ class SingleForwardModel(LocalModel):
                 **training_kwargs(block, True),
             )
             loss = sf.single_forward_loss(
-                out[:batch], out[batch:], y, self.temperature, sample_weight
+                out[:batch], out[batch:], y, self.temperature, sample_weight,
+                self.num_classes,
             )
             return loss, (out, new_block_ntv)
 
@@ -398,7 +399,8 @@ class SingleForwardModel(LocalModel):
         for h in activities:
             total = total + ops.cast(
                 sf.single_forward_loss(
-                    h[:batch], h[batch:], y, self.temperature, sample_weight
+                    h[:batch], h[batch:], y, self.temperature, sample_weight,
+                    self.num_classes,
                 ),
                 "float32",
             )

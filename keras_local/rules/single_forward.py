@@ -14,7 +14,7 @@ Stable API (imported by the graph rules, keep the signatures):
 - `initial_class_embeddings(num_classes, feature_shape, seed=0)`
 - `similarity_logits(activity, class_activity, temperature=1.0)`
 - `single_forward_loss(activity, class_activity, labels, temperature=1.0,
-  sample_weight=None)`
+  sample_weight=None, num_classes=None)`
 - `class_probabilities(activity, class_activity, temperature=1.0)`
 - `topdown_input(previous, next_activity)`
 - `alternating_groups(num_blocks, alternating=True)`
@@ -96,7 +96,8 @@ def similarity_logits(activity, class_activity, temperature=1.0):
 
 
 def single_forward_loss(
-    activity, class_activity, labels, temperature=1.0, sample_weight=None
+    activity, class_activity, labels, temperature=1.0, sample_weight=None,
+    num_classes=None,
 ):
     """The SF loss: cross-entropy of the softmax over class similarities.
 
@@ -111,12 +112,16 @@ def single_forward_loss(
         labels: integer tensor `(B,)`.
         temperature: float. Defaults to `1.0`.
         sample_weight: `None` or tensor `(B,)`. Defaults to `None`.
+        num_classes: int or `None`, `K`; needed when `class_activity`'s
+            first axis is not static (e.g. sliced from a batch in a
+            TensorFlow graph). Defaults to `None` (read from the shape).
 
     Returns:
         A scalar tensor.
     """
     logits = similarity_logits(activity, class_activity, temperature)
-    num_classes = class_activity.shape[0]
+    if num_classes is None:
+        num_classes = class_activity.shape[0]
     target = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"),
                          num_classes, dtype=logits.dtype)
     log_p = ops.log_softmax(logits, axis=-1)
