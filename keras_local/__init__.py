@@ -13,12 +13,16 @@ from keras_local.models.local_model import LocalModel
 from keras_local.models.target_projection_model import TargetProjectionModel
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 from keras_local.version import __version__
+from keras_local.models.physical_forward_forward_model import PhysicalForwardForwardModel
+from keras_local.models.single_forward_model import SingleForwardModel
 
 __all__ = [
     "DirectFeedbackAlignmentModel",
     "ForwardForwardModel",
     "LocalLossModel",
     "LocalModel",
+    "PhysicalForwardForwardModel",
+    "SingleForwardModel",
     "TargetProjectionModel",
     "ZerothOrderModel",
     "__version__",

@@ -2,5 +2,14 @@
 
 from keras_local.layers.feedback_alignment import FeedbackAlignment
 from keras_local.layers.learnable_bias import LearnableBias
+from keras_local.layers.black_box import BlackBox
+from keras_local.layers.physical_system_twin import PhysicalSystemTwin
+from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
 
-__all__ = ["FeedbackAlignment", "LearnableBias"]
+__all__ = [
+    "BlackBox",
+    "FeedbackAlignment",
+    "LearnableBias",
+    "PhysicalSystemTwin",
+    "SimulatedPhysicalSystem",
+]
