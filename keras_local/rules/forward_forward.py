@@ -31,6 +31,8 @@ def peer_normalization(activity, running_mean, momentum=0.9):
     activity toward the layer's mean. The current batch's share of the
     running mean carries the gradient; the old running mean does not.
     """
+    activity = ops.convert_to_tensor(activity)
+    running_mean = ops.convert_to_tensor(running_mean, dtype=activity.dtype)
     axes = tuple(range(len(activity.shape) - 1))
     batch_mean = ops.mean(activity, axis=axes)
     new_mean = ops.stop_gradient(running_mean) * momentum + batch_mean * (1.0 - momentum)
