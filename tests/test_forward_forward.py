@@ -325,7 +325,7 @@ def test_mnist_reaches_90_percent():
         [keras.layers.Dense(500, activation="relu"), keras.layers.Dense(500, activation="relu")],
         num_classes=10, loss="symba", negative_labels="hard", label_scale=3.0, seed=0,
     )
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), metrics=["accuracy"])
-    model.fit(x, y[:10000], batch_size=50, epochs=2, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    model.fit(x, y[:10000], batch_size=100, epochs=2, verbose=0)
     accuracy = model.evaluate(xt, yt[:5000], verbose=0, return_dict=True)["accuracy"]
     assert accuracy >= 0.90, f"FF test accuracy {accuracy:.4f} on {BACKEND}"
