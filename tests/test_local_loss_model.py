@@ -13,6 +13,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+@pytest.fixture(autouse=True)
+def _torch_without_onednn():
+    """On torch, run these tests with oneDNN (mkldnn) off.
+
+    torch 2.13.0+cpu's oneDNN convolution gives wrong, run-to-run varying
+    weight gradients (errors as large as the gradient itself; heap
+    corruption with one thread) for an unpadded 1x1 stride-2 convolution whose input is a
+    non-contiguous NHWC view -- which is what Keras hands it for
+    `small_resnet`'s `b1_sc` shortcut (and AugLocal's / MAN's copies of
+    it). Repeating the *same* unperturbed step gives different module-0
+    weights, so `test_locality` and the resume check of
+    `test_save_load_predict_and_resume` would compare garbage. torch's
+    native CPU convolution is exact to float32 rounding there, so the
+    assertions keep their full strength with it.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
 def small_resnet(blocks=3, size=8, classes=4):
     inp = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inp)
