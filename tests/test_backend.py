@@ -136,5 +136,5 @@ def test_memory_probe_reports_what_it_measured(rng):
     if BACKEND == "tensorflow":
         assert not report.available and "not available" in report.description
     else:
-        # At least the (2*64, 32) activations of the positive/negative pass.
-        assert report.bytes >= 2 * 64 * 32 * 4
+        # At least the (64, 32) activations of one positive or negative pass.
+        assert report.bytes >= 64 * 32 * 4
