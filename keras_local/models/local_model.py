@@ -5,6 +5,7 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
+from keras_local.rules.labels import check_finite  # noqa: F401 (re-exported)
 
 
 @keras_local_export
@@ -351,15 +352,3 @@ def training_kwargs(layer, training):
     if getattr(layer, "_call_has_training_arg", False):
         return {"training": training}
     return {}
-
-
-def check_finite(x, name):
-    for leaf in keras.tree.flatten(x):
-        arr = np.asarray(leaf)
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            bad = int(np.size(arr) - np.sum(np.isfinite(arr)))
-            raise ValueError(
-                f"`{name}` contains {bad} NaN or infinite values. Expected "
-                "finite inputs. Clean or impute them (e.g. "
-                "`np.nan_to_num(x)`) before training; nothing was trained."
-            )

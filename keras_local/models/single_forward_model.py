@@ -5,10 +5,10 @@ from keras import ops
 from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.local_model import LocalModel
-from keras_local.models.local_model import check_finite
 from keras_local.models.local_model import training_kwargs
 from keras_local.rules import single_forward as sf
-from keras_local.rules.labels import check_integer_labels
+from keras_local.rules.labels import check_classification_data
+from keras_local.rules.labels import check_label_shape
 
 RULES = ("sf", "sf_topdown")
 
@@ -410,27 +410,14 @@ class SingleForwardModel(LocalModel):
     # Input checks.
     # ------------------------------------------------------------------ #
     def validate_data(self, x, y=None, sample_weight=None):
-        if isinstance(x, (list, tuple, dict)):
-            raise ValueError(
-                "SingleForwardModel takes a single input array. Received: "
-                f"x of type {type(x).__name__}."
-            )
-        x = np.asarray(x)
-        self._check_input_rank(tuple(x.shape))
-        check_finite(x, "x")
-        if y is not None:
-            check_integer_labels(y, self.num_classes, len(x))
+        check_classification_data(
+            "SingleForwardModel", x, y, self.num_classes, self._check_input_rank
+        )
 
     def validate_shapes(self, x, y=None):
         self._check_input_rank(tuple(x.shape))
         if y is not None:
-            shape = tuple(y.shape)
-            if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
-                raise ValueError(
-                    "Expected integer class labels of shape (batch,). "
-                    f"Received: labels of shape {shape}. For one-hot labels "
-                    "pass `y.argmax(-1)`."
-                )
+            check_label_shape(y.shape)
 
     def _check_input_rank(self, shape):
         if self.rule == "sf_topdown" and len(shape) != 2:

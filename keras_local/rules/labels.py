@@ -3,6 +3,22 @@
 import numpy as np
 
 
+def check_finite(x, name):
+    """Raises `ValueError` if any float array in `x` holds NaN or inf."""
+    leaves = x if isinstance(x, (list, tuple)) else (
+        list(x.values()) if isinstance(x, dict) else [x]
+    )
+    for leaf in leaves:
+        arr = np.asarray(leaf)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.sum(np.isfinite(arr)))
+            raise ValueError(
+                f"`{name}` contains {bad} NaN or infinite values. Expected "
+                "finite inputs. Clean or impute them (e.g. "
+                "`np.nan_to_num(x)`) before training; nothing was trained."
+            )
+
+
 def check_integer_labels(y, num_classes, num_samples=None):
     """Raises `ValueError` unless `y` holds integer labels in
     `[0, num_classes)`, shaped `(N,)` or `(N, 1)`."""
@@ -36,3 +52,30 @@ def check_integer_labels(y, num_classes, num_samples=None):
             f"Labels must lie in [0, {num_classes}) for num_classes="
             f"{num_classes}. Received: labels from {y.min()} to {y.max()}."
         )
+
+
+def check_label_shape(shape):
+    """Trace-time check: labels are `(batch,)` or `(batch, 1)` integers."""
+    shape = tuple(shape)
+    if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
+        raise ValueError(
+            "Expected integer class labels of shape (batch,). "
+            f"Received: labels of shape {shape}. For one-hot labels "
+            "pass `y.argmax(-1)`."
+        )
+
+
+def check_classification_data(model_name, x, y, num_classes, check_rank):
+    """Eager checks of one input array and its integer labels (nothing is
+    trained when they fail): a single array, its rank (`check_rank(shape)`
+    raises), finite values, labels in range and of the same length."""
+    if isinstance(x, (list, tuple, dict)):
+        raise ValueError(
+            f"{model_name} takes a single input array. Received: "
+            f"x of type {type(x).__name__}."
+        )
+    x = np.asarray(x)
+    check_rank(tuple(x.shape))
+    check_finite(x, "x")
+    if y is not None:
+        check_integer_labels(y, num_classes, len(x))
