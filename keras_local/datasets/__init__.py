@@ -14,6 +14,11 @@ from keras_local.datasets.graph_datasets import load_citeseer
 from keras_local.datasets.graph_datasets import load_coauthor_cs
 from keras_local.datasets.graph_datasets import load_cora
 from keras_local.datasets.graph_datasets import stratified_split
+from keras_local.datasets.graph_inputs import dataset_batches
+from keras_local.datasets.graph_inputs import from_graph_tensor
+from keras_local.datasets.graph_inputs import graph_batch
+from keras_local.datasets.graph_inputs import link_batch
+from keras_local.datasets.graph_inputs import link_split
 from keras_local.datasets.image_datasets import load_cifar10
 from keras_local.datasets.image_datasets import load_digits
 from keras_local.datasets.image_datasets import load_mnist
@@ -22,11 +27,16 @@ from keras_local.datasets.text_datasets import load_trec6
 
 __all__ = [
     "GraphDataset",
+    "dataset_batches",
     "find_data_file",
+    "from_graph_tensor",
+    "graph_batch",
+    "link_batch",
+    "link_split",
     "load_amazon_computers",
     "load_amazon_photo",
-    "load_citeseer",
     "load_cifar10",
+    "load_citeseer",
     "load_coauthor_cs",
     "load_cora",
     "load_digits",
