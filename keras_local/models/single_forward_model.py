@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
+from keras_local.models.argument_checks import check_blocks
+from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import training_kwargs
 from keras_local.rules import single_forward as sf
@@ -96,23 +98,8 @@ class SingleForwardModel(LocalModel):
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
-        blocks = list(blocks) if isinstance(blocks, (list, tuple)) else blocks
-        if not isinstance(blocks, list) or not blocks:
-            raise ValueError(
-                "`blocks` must be a non-empty list of Keras layers. "
-                f"Received: blocks={blocks!r}"
-            )
-        for block in blocks:
-            if not isinstance(block, keras.layers.Layer):
-                raise TypeError(
-                    "Every block must be a `keras.layers.Layer`. Received: "
-                    f"{block!r} of type {type(block).__name__}"
-                )
-        if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(
-                "`num_classes` must be an int >= 2. Received: "
-                f"num_classes={num_classes!r}"
-            )
+        blocks = check_blocks(blocks)
+        check_num_classes(num_classes)
         if rule not in RULES:
             raise ValueError(
                 f"Unknown `rule`. Expected one of {RULES}. Received: "

@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
+from keras_local.models.argument_checks import check_blocks
+from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import check_finite
 from keras_local.rules import target_projection as tp
@@ -126,24 +128,11 @@ class TargetProjectionModel(LocalModel):
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
-        blocks = list(blocks) if isinstance(blocks, (list, tuple)) else blocks
-        if not isinstance(blocks, list) or len(blocks) < 2:
-            raise ValueError(
-                "`blocks` must be a list of at least two Keras layers: hidden "
-                "blocks and the output block. Received: "
-                f"blocks={blocks!r}"
-            )
-        for block in blocks:
-            if not isinstance(block, keras.layers.Layer):
-                raise TypeError(
-                    "Every block must be a `keras.layers.Layer`. Received: "
-                    f"{block!r} of type {type(block).__name__}"
-                )
-        if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(
-                "`num_classes` must be an int >= 2. Received: "
-                f"num_classes={num_classes!r}"
-            )
+        blocks = check_blocks(
+            blocks, minimum=2,
+            expected="a list of at least two Keras layers: hidden blocks and the output block",
+        )
+        check_num_classes(num_classes)
         _check_choice("rule", rule, self._RULES)
         if rule == "drtp" and local_loss is not None:
             raise ValueError(
