@@ -228,8 +228,139 @@ def test_feedback_alignment_trains_and_saves(rng, tmp_path):
     np.testing.assert_allclose(
         model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
     )
-    with pytest.raises(ValueError, match="Dense"):
-        FeedbackAlignment(keras.layers.Conv2D(3, 3))
+    with pytest.raises(ValueError, match="Received: layer of type LSTM"):
+        FeedbackAlignment(keras.layers.LSTM(3))
+    with pytest.raises(ValueError, match="Received: layer="):
+        FeedbackAlignment("dense")
+    with pytest.raises(TypeError, match="Received: seed="):
+        FeedbackAlignment(keras.layers.Dense(3), seed=1.5)
+    norm = FeedbackAlignment(keras.layers.BatchNormalization())
+    with pytest.raises(ValueError, match="include a `kernel`"):
+        norm.build((None, 4))
+
+
+def _conv_valid(x, k):
+    """NumPy 'valid' 2D convolution (cross-correlation, channels last)."""
+    kh, kw = k.shape[:2]
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], oh, ow, k.shape[-1]))
+    for a in range(kh):
+        for b in range(kw):
+            out += np.einsum("nijc,co->nijo", x[:, a:a + oh, b:b + ow], k[a, b])
+    return out
+
+
+def _conv_input_grad(g, k, x_shape):
+    """NumPy gradient of sum(g * conv(x, k)) with respect to x."""
+    dx = np.zeros(x_shape)
+    oh, ow = g.shape[1:3]
+    for a in range(k.shape[0]):
+        for b in range(k.shape[1]):
+            dx[:, a:a + oh, b:b + ow] += np.einsum("nijo,co->nijc", g, k[a, b])
+    return dx
+
+
+def _conv_kernel_grad(g, x, k_shape):
+    """NumPy gradient of sum(g * conv(x, k)) with respect to k."""
+    dk = np.zeros(k_shape)
+    oh, ow = g.shape[1:3]
+    for a in range(k_shape[0]):
+        for b in range(k_shape[1]):
+            dk[a, b] = np.einsum("nijc,nijo->co", x[:, a:a + oh, b:b + ow], g)
+    return dk
+
+
+def test_feedback_alignment_conv2d_gradients_are_b_transpose_e(rng):
+    """Conv2D under FA: the error sent below is the transposed convolution
+    of the local error with B (not W); the kernel keeps its true gradient."""
+    x = rng.normal(size=(3, 6, 5, 2)).astype("float32")
+    y = rng.integers(0, 3, size=3)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 5, 2)),
+            FeedbackAlignment(
+                keras.layers.Conv2D(4, 3, activation="tanh"), seed=1
+            ),
+            FeedbackAlignment(keras.layers.Conv2D(2, (2, 3)), seed=2),
+            keras.layers.Flatten(),
+            FeedbackAlignment(keras.layers.Dense(3), seed=3),
+        ]
+    )
+    conv1, conv2, _, dense = model.layers
+    k1, c1 = conv1.layer.get_weights()
+    k2, c2 = conv2.layer.get_weights()
+    w3, b3 = dense.layer.get_weights()
+    fb1, fb2, fb3 = (
+        keras.ops.convert_to_numpy(layer.feedback)
+        for layer in (conv1, conv2, dense)
+    )
+    assert fb1.shape == k1.shape and fb2.shape == k2.shape
+    assert not np.allclose(fb2, k2)
+    loss_fn = _sparse_ce()
+    ntv = [v.value for v in model.non_trainable_variables]
+    tv = [v.value for v in model.trainable_variables]
+
+    def loss(params, inputs):
+        out, _ = model.stateless_call(params, ntv, inputs, training=True)
+        return loss_fn(keras.ops.convert_to_tensor(y), out)
+
+    xt = keras.ops.convert_to_tensor(x)
+    _, grads = backend.value_and_grad(loss)(tv, xt)
+    grads = [keras.ops.convert_to_numpy(g) for g in grads]
+    _, (dx,) = backend.value_and_grad(lambda p: loss(tv, p[0]))([xt])
+
+    h1 = np.tanh(_conv_valid(x, k1) + c1)
+    h2 = _conv_valid(h1, k2) + c2
+    flat = h2.reshape(len(x), -1)
+    e = (_softmax(flat @ w3 + b3) - np.eye(3)[y]) / len(x)
+    g2 = (e @ fb3.T).reshape(h2.shape)  # through B3, not W3
+    g1 = _conv_input_grad(g2, fb2, h1.shape) * (1 - h1**2)  # through B2
+    dx_ref = _conv_input_grad(g1, fb1, x.shape)  # through B1
+    tol = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(grads[4], flat.T @ e, **tol)
+    np.testing.assert_allclose(grads[5], e.sum(0), **tol)
+    np.testing.assert_allclose(grads[2], _conv_kernel_grad(g2, h1, k2.shape), **tol)
+    np.testing.assert_allclose(grads[3], g2.sum((0, 1, 2)), **tol)
+    np.testing.assert_allclose(grads[0], _conv_kernel_grad(g1, x, k1.shape), **tol)
+    np.testing.assert_allclose(grads[1], g1.sum((0, 1, 2)), **tol)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dx), dx_ref, **tol)
+
+
+def test_feedback_alignment_conv2d_trains_compiled(rng, tmp_path):
+    x = rng.normal(size=(32, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            FeedbackAlignment(
+                keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                seed=1,
+            ),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            FeedbackAlignment(keras.layers.Dense(3), seed=2),
+        ]
+    )
+    model.compile(
+        optimizer="adam", loss=_sparse_ce(),
+        jit_compile=BACKEND in ("jax", "tensorflow"),
+    )
+    feedback = [keras.ops.convert_to_numpy(v).copy()
+                for v in model.non_trainable_variables]
+    before = [keras.ops.convert_to_numpy(v).copy()
+              for v in model.trainable_variables]
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for u, v in zip(before, model.trainable_variables):
+        assert not np.allclose(u, keras.ops.convert_to_numpy(v))
+    for u, v in zip(feedback, model.non_trainable_variables):
+        np.testing.assert_array_equal(u, keras.ops.convert_to_numpy(v))
+    model.save(tmp_path / "fa_conv.keras")
+    loaded = keras.models.load_model(tmp_path / "fa_conv.keras")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+    )
+    for u, v in zip(feedback, loaded.non_trainable_variables):
+        np.testing.assert_array_equal(u, keras.ops.convert_to_numpy(v))
 
 
 def test_dfa_update_is_b_transpose_e(rng, tmp_path):

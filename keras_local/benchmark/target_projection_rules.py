@@ -56,7 +56,7 @@ def build_dfa(spec):
 def build_fa(spec):
     layers = []
     for i, layer in enumerate(_blocks(spec)):
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
             layer = FeedbackAlignment(layer, seed=spec.seed * 1009 + i)
         layers.append(layer)
     model = keras.Sequential([keras.Input(spec.input_shape)] + layers)

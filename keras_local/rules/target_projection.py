@@ -178,27 +178,59 @@ def backend_stop(x):
     return backend.stop_gradient(x)
 
 
-def feedback_alignment_matmul(x, kernel, feedback):
-    """`x @ kernel` whose input gradient goes through `feedback` instead of
-    `kernel` (Lillicrap et al. 2016): `dx = e feedback^T`, `dkernel = x^T e`.
+def feedback_alignment_call(forward, x, params, feedback, kernel_index=0):
+    """`forward(x, params)` whose input gradient uses `feedback` in place of
+    `params[kernel_index]` (feedback alignment, Lillicrap et al. 2016).
 
-    `x` is `(..., in)`, `kernel` and `feedback` `(in, out)`.
+    `forward` must be affine in `x` (a `Dense` or convolution without its
+    activation). The value is `forward(x, params)`; the gradients are
+    `dx = J_x(forward(., params with feedback))^T e` (for a dense layer
+    `e B^T`, for a convolution the transposed convolution of `e` with `B`)
+    and the usual `dparams = J_params(forward(x, .))^T e`; `feedback` gets a
+    zero gradient. Implemented with `keras.ops.custom_gradient`.
+
+    Args:
+        forward: function `(x, params) -> outputs`.
+        x: the input tensor.
+        params: list of parameter tensors.
+        feedback: tensor shaped like `params[kernel_index]`.
+        kernel_index: which parameter the feedback replaces. Defaults to `0`.
+
+    Returns:
+        `forward(x, params)`.
     """
+    count = len(params)
 
     @ops.custom_gradient
-    def matmul(x, kernel, feedback):
+    def call(x, feedback, *params):
+        params = list(params)
+
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            upstream = ops.cast(upstream, x.dtype)
-            dx = ops.matmul(upstream, ops.transpose(feedback))
-            flat_x = ops.reshape(x, (-1, ops.shape(x)[-1]))
-            flat_up = ops.reshape(upstream, (-1, ops.shape(upstream)[-1]))
-            dkernel = ops.matmul(ops.transpose(flat_x), flat_up)
-            return dx, dkernel, ops.zeros_like(feedback)
+            upstream = backend_stop(upstream)
+            swapped = list(params)
+            swapped[kernel_index] = feedback
 
-        return ops.matmul(x, kernel), grad
+            def through_feedback(values):
+                return ops.sum(ops.cast(forward(values[0], swapped), upstream.dtype) * upstream)
 
+            def through_params(values):
+                return ops.sum(ops.cast(forward(x, values), upstream.dtype) * upstream)
+
+            _, (dx,) = backend.value_and_grad(through_feedback)([x])
+            _, dparams = backend.value_and_grad(through_params)(params)
+            return (dx, ops.zeros_like(feedback), *dparams)
+
+        return forward(x, params), grad
+
+    if len(params) != count or not 0 <= kernel_index < count:
+        raise ValueError(
+            f"`kernel_index` must index `params`. Received: kernel_index="
+            f"{kernel_index} for {count} parameters."
+        )
     # Plain tensors, not variables: TensorFlow's custom gradient rejects
     # functions that read variables.
-    return matmul(ops.copy(x), ops.copy(kernel), ops.copy(feedback))
+    return call(
+        ops.copy(x), ops.copy(feedback), *[ops.copy(p) for p in params]
+    )
