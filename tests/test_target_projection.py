@@ -390,6 +390,42 @@ def test_dfa_update_is_b_transpose_e(rng, tmp_path):
     )
 
 
+def test_dfa_on_a_sequential_conv_model_is_b_transpose_e(rng):
+    """DFA mode on every layer of a Sequential model with a Conv2D: the
+    conv kernel's update is its local gradient under the feedback e B
+    (reshaped to the feature map), computed in NumPy."""
+    x = rng.normal(size=(5, 6, 5, 2)).astype("float32")
+    y = rng.integers(0, 3, size=5)
+    sequential = keras.Sequential(
+        [
+            keras.Input((6, 5, 2)),
+            keras.layers.Conv2D(4, 3, activation="tanh"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    model = DirectFeedbackAlignmentModel(sequential, num_classes=3, seed=5)
+    model.build((None, 6, 5, 2))
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
+    k, c = model.blocks[0].get_weights()
+    wo, bo = model.blocks[-1].get_weights()
+    proj = keras.ops.convert_to_numpy(model.projections[0])
+    assert proj.shape == (3, 4 * 3 * 4)
+    h = np.tanh(_conv_valid(x, k) + c)
+    flat = h.reshape(len(x), -1)
+    e = (_softmax(flat @ wo + bo) - np.eye(3)[y]) / len(x)
+    delta = (e @ proj).reshape(h.shape) * (1 - h**2)
+    model.train_on_batch(x, y)
+    new = model.blocks[0].get_weights() + model.blocks[-1].get_weights()
+    tol = dict(rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        new[0], k - LR * _conv_kernel_grad(delta, x, k.shape), **tol
+    )
+    np.testing.assert_allclose(new[1], c - LR * delta.sum((0, 1, 2)), **tol)
+    np.testing.assert_allclose(new[2], wo - LR * flat.T @ e, **tol)
+    np.testing.assert_allclose(new[3], bo - LR * e.sum(0), **tol)
+
+
 @pytest.mark.parametrize(
     "layer,targets",
     [

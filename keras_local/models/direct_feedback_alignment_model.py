@@ -24,7 +24,9 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
     locking); unlike backprop, no error crosses a block through its
     transposed weights.
 
-    Convolutional and recurrent blocks are handled as in
+    Passing a `keras.Sequential` model as `blocks` trains every layer of it
+    by DFA: the output error is projected straight to each layer with
+    weights. Convolutional and recurrent blocks are handled as in
     `TargetProjectionModel` (`conv_targets`, `recurrent_targets`). Training
     logs `loss` (the task loss) and `block_{i}_loss`: the task loss for the
     output block, the surrogate `sum(e B_i * h_i)` for hidden blocks (its
@@ -33,7 +35,8 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
 
     Args:
         blocks: list of Keras layers, applied in order; the last one is the
-            output block.
+            output block; or a `keras.Sequential` model, whose layers are
+            then the blocks (DFA on every layer of a Sequential model).
         num_classes: int, number of classes of the labels (integers or
             one-hot).
         conv_targets: `"feature_map"` or `"pooled"`. Defaults to

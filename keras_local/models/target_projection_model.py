@@ -64,7 +64,9 @@ class TargetProjectionModel(LocalModel):
 
     Args:
         blocks: list of Keras layers (a block may be a `keras.Sequential`),
-            applied in order; the last one is the output block.
+            applied in order; the last one is the output block. A
+            `keras.Sequential` model in place of the list stands for the
+            list of its layers (every layer with weights becomes a block).
         num_classes: int, number of classes of the labels. Labels are
             integers `(batch,)` or one-hot `(batch, num_classes)`.
         rule: `"drtp"` or `"tpsgd"`. Defaults to `"drtp"`.
@@ -128,6 +130,8 @@ class TargetProjectionModel(LocalModel):
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
+        if isinstance(blocks, keras.Sequential):
+            blocks = list(blocks.layers)
         blocks = check_blocks(
             blocks, minimum=2,
             expected="a list of at least two Keras layers: hidden blocks and the output block",
