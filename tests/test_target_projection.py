@@ -459,6 +459,54 @@ def test_recurrent_blocks_train_compiled(rng, layer, targets):
         np.testing.assert_array_equal(p, keras.ops.convert_to_numpy(q))
 
 
+@pytest.mark.parametrize("targets", ["final", "every_step"])
+def test_simple_rnn_update_matches_numpy_bptt_compiled(rng, targets):
+    """tpSGD (MSE) on a SimpleRNN block, compiled on JAX and TF: the update
+    is the NumPy back-propagation through time of the block's own loss
+    against the projected target (at the final state, or every step)."""
+    n, steps, d, u = 5, 4, 2, 3
+    x = rng.normal(size=(n, steps, d)).astype("float32")
+    y = rng.integers(0, 3, size=n)
+    every = targets == "every_step"
+    model = TargetProjectionModel(
+        [
+            keras.layers.SimpleRNN(u, return_sequences=every),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ],
+        num_classes=3, rule="tpsgd", local_loss="mse",
+        recurrent_targets=targets, seed=2,
+    )
+    model.build((None, steps, d))
+    model.compile(
+        optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce(),
+        jit_compile=BACKEND in ("jax", "tensorflow"),
+    )
+    kernel, recurrent, bias = model.blocks[0].get_weights()
+    target = np.eye(3)[y] @ keras.ops.convert_to_numpy(model.projections[0])
+    hs = [np.zeros((n, u))]
+    for t in range(steps):
+        hs.append(np.tanh(x[:, t] @ kernel + hs[-1] @ recurrent + bias))
+    dk, dr, db = np.zeros_like(kernel), np.zeros_like(recurrent), np.zeros(u)
+    dh = np.zeros((n, u))
+    for t in reversed(range(steps)):
+        if every:
+            dh = dh + 2 * (hs[t + 1] - target) / (n * u * steps)
+        elif t == steps - 1:
+            dh = dh + 2 * (hs[t + 1] - target) / (n * u)
+        da = dh * (1 - hs[t + 1] ** 2)
+        dk += x[:, t].T @ da
+        dr += hs[t].T @ da
+        db += da.sum(0)
+        dh = da @ recurrent.T
+    model.train_on_batch(x, y)
+    new = model.blocks[0].get_weights()
+    tol = dict(rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new[0], kernel - LR * dk, **tol)
+    np.testing.assert_allclose(new[1], recurrent - LR * dr, **tol)
+    np.testing.assert_allclose(new[2], bias - LR * db, **tol)
+
+
 @pytest.mark.parametrize("targets,shape", [("feature_map", (3, 36 * 4)),
                                            ("pooled", (3, 4))])
 def test_conv_blocks(rng, targets, shape):

@@ -12,9 +12,17 @@ from keras_local.models.direct_feedback_alignment_model import (
 from keras_local.models.target_projection_model import TargetProjectionModel
 
 
-def _blocks(spec):
+def _blocks(spec, activation=None):
+    """The registry's MLP (ReLU blocks), or the same widths with
+    `activation`."""
     flatten = [keras.layers.Flatten()] if len(spec.input_shape) > 1 else []
-    return flatten + mlp_layers(spec) + [keras.layers.Dense(spec.num_classes)]
+    hidden = mlp_layers(spec)
+    if activation is not None:
+        hidden = [
+            keras.layers.Dense(layer.units, activation=activation)
+            for layer in hidden
+        ]
+    return flatten + hidden + [keras.layers.Dense(spec.num_classes)]
 
 
 def _compile(model, spec):
@@ -29,8 +37,13 @@ def _compile(model, spec):
 
 @register_rule("drtp")
 def build_drtp(spec):
+    # DRTP's fixed modulatory signal needs a bounded nonlinearity (the
+    # paper's tanh): on ReLU blocks it drives every unit with a negative
+    # projected target to zero, where it stops learning (68.6% vs 94.6% for
+    # backprop on 10k MNIST images, see benchmarks/results_target_projection.md).
     model = TargetProjectionModel(
-        _blocks(spec), num_classes=spec.num_classes, rule="drtp", seed=spec.seed
+        _blocks(spec, activation="tanh"), num_classes=spec.num_classes,
+        rule="drtp", seed=spec.seed,
     )
     return _compile(model, spec)
 
