@@ -16,6 +16,9 @@ def _parser():
     bench.add_argument("--batch-size", type=int, default=100)
     bench.add_argument("--hidden", default="500,500", help="hidden widths (default: 500,500)")
     bench.add_argument("--learning-rate", type=float, default=1e-3)
+    bench.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                       help="learning rate of every rule: constant, or cosine decay to 0 "
+                       "over the run (default: constant)")
     bench.add_argument("--max-train", type=int, default=None, help="use only this many training samples")
     bench.add_argument("--memory-batch-size", type=int, default=None,
                        help="batch size of the memory probe (default: --batch-size)")
@@ -48,6 +51,7 @@ def main(argv=None):
         batch_size=args.batch_size,
         hidden_units=hidden,
         learning_rate=args.learning_rate,
+        schedule=args.schedule,
         max_train=args.max_train,
         memory_batch_size=args.memory_batch_size,
         seed=args.seed,

@@ -29,3 +29,25 @@ def test_unknown_rule_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="Received: 'nope'"):
         main(["benchmark", "--dataset", "digits", "--rules", "nope", "--output-dir", str(tmp_path)])
+
+
+def test_cosine_schedule_decays_every_rule_to_zero(tmp_path):
+    import keras
+    import numpy as np
+    import pytest
+
+    from keras_local.benchmark.benchmark_spec import scale_learning_rate
+    from keras_local.benchmark.runner import learning_rate_schedule
+
+    schedule = learning_rate_schedule(1e-3, "cosine", total_steps=100)
+    values = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 50, 100)]
+    np.testing.assert_allclose(values, [1e-3, 0.5e-3, 0.0], atol=1e-9)
+    scaled = scale_learning_rate(schedule, 10)
+    assert float(keras.ops.convert_to_numpy(scaled(50))) == pytest.approx(5e-3)
+    assert scale_learning_rate(1e-3, 10) == pytest.approx(1e-2)
+    assert learning_rate_schedule(1e-3, "constant", 100) == 1e-3
+    with pytest.raises(ValueError, match="Received: schedule='step'"):
+        learning_rate_schedule(1e-3, "step", 100)
+    main(["benchmark", "--dataset", "digits", "--rules", "backprop", "--epochs", "1",
+          "--batch-size", "64", "--hidden", "16", "--schedule", "cosine",
+          "--output-dir", str(tmp_path)])

@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import keras
+
 
 @dataclasses.dataclass
 class BenchmarkSpec:
@@ -13,7 +15,9 @@ class BenchmarkSpec:
             digits come flattened: `(784,)`, `(64,)`; CIFAR-10 as images).
         num_classes: int.
         hidden_units: widths of the hidden blocks, shared by all rules.
-        learning_rate: float.
+        learning_rate: float, or a `keras.optimizers.schedules.LearningRateSchedule`
+            (the runner's `schedule="cosine"` passes a `CosineDecay`), used
+            as every rule's optimizer learning rate.
         seed: int.
         jit_compile: passed to `compile`.
     """
@@ -25,3 +29,17 @@ class BenchmarkSpec:
     learning_rate: float = 1e-3
     seed: int = 0
     jit_compile: object = "auto"
+
+
+def scale_learning_rate(learning_rate, factor):
+    """`factor` times a learning rate that may be a float or a `CosineDecay`."""
+    if isinstance(learning_rate, keras.optimizers.schedules.CosineDecay):
+        config = learning_rate.get_config()
+        config["initial_learning_rate"] *= factor
+        return keras.optimizers.schedules.CosineDecay.from_config(config)
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        raise TypeError(
+            "Only a float or a CosineDecay learning rate can be scaled. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    return factor * learning_rate

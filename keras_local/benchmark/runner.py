@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_local import backend
+from keras_local.backend.common import MemoryReport
 from keras_local.benchmark.benchmark_spec import BenchmarkSpec
 from keras_local.benchmark.registry import get_rule
 
@@ -66,6 +67,18 @@ class EpochTimer(keras.callbacks.Callback):
         self.on_test_begin()
 
 
+def learning_rate_schedule(learning_rate, schedule, total_steps):
+    """The learning rate every rule gets: constant, or cosine-decayed to 0."""
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    raise ValueError(
+        "Unknown learning-rate schedule. Expected 'constant' or 'cosine'. "
+        f"Received: schedule={schedule!r}"
+    )
+
+
 def seconds_per_epoch(seconds):
     """Median epoch time after the first (which includes compilation)."""
     steady = seconds[1:] if len(seconds) > 1 else seconds
@@ -79,6 +92,7 @@ def run_benchmark(
     batch_size=100,
     hidden_units=(500, 500),
     learning_rate=1e-3,
+    schedule="constant",
     max_train=None,
     memory_batch_size=None,
     seed=0,
@@ -93,11 +107,14 @@ def run_benchmark(
     log(
         f"keras-local benchmark: backend={keras.backend.backend()} dataset={dataset} "
         f"train={len(x)} test={len(xt)} epochs={epochs} batch_size={batch_size} "
-        f"hidden={list(hidden_units)}"
+        f"hidden={list(hidden_units)} learning_rate={learning_rate} ({schedule})"
     )
     spec = BenchmarkSpec(
         dataset=dataset, input_shape=tuple(input_shape), num_classes=num_classes,
-        hidden_units=tuple(hidden_units), learning_rate=learning_rate, seed=seed,
+        hidden_units=tuple(hidden_units), seed=seed,
+        learning_rate=learning_rate_schedule(
+            learning_rate, schedule, epochs * int(np.ceil(len(x) / batch_size))
+        ),
     )
     memory_batch = memory_batch_size or batch_size
     results = []
@@ -113,7 +130,16 @@ def run_benchmark(
         )
         per_epoch, steady = seconds_per_epoch(timer.seconds)
         keras.utils.set_random_seed(seed)
-        report = backend.train_step_memory(build(spec), x[:memory_batch], y[:memory_batch])
+        try:
+            report = backend.train_step_memory(build(spec), x[:memory_batch], y[:memory_batch])
+        except Exception as failure:  # a failed probe must not lose the training results
+            log(f"{name}: memory probe failed ({type(failure).__name__}: {failure})")
+            report = MemoryReport(None, f"probe failed: {failure}", keras.backend.backend())
+        log(
+            f"{name}: test accuracy {history.history['val_accuracy'][-1]:.4f}, "
+            f"{per_epoch:.2f} s/epoch, accuracy per epoch "
+            f"{[round(float(a), 4) for a in history.history['val_accuracy']]}"
+        )
         results.append(
             {
                 "rule": name,

@@ -4,6 +4,7 @@ forward gradient, on the shared MLP."""
 import keras
 
 from keras_local.benchmark.backprop_rules import mlp_layers
+from keras_local.benchmark.benchmark_spec import scale_learning_rate
 from keras_local.benchmark.registry import register_rule
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 
@@ -29,7 +30,7 @@ def _build(spec, optimizer, **kwargs):
 def build_zo_sgd(spec):
     """MeZO: two-sided SPSA, one query, plain SGD (the benchmark's
     `learning_rate` is meant for Adam; ZO-SGD uses 10x it)."""
-    return _build(spec, keras.optimizers.SGD(10 * spec.learning_rate),
+    return _build(spec, keras.optimizers.SGD(scale_learning_rate(spec.learning_rate, 10)),
                   epsilon=1e-3)
 
 
