@@ -466,3 +466,165 @@ def test_benchmark_rules_registered(rng):
     spec = BenchmarkSpec(dataset="toy", input_shape=(5,), num_classes=3, hidden_units=(8, 8))
     model = RULES["forward_gnn_sage_ff_la"](spec)
     assert isinstance(model, ForwardGNNModel) and model.num_layers == 2 and model.conv == "sage"
+
+
+# ---------------------------------------------------------------------- #
+# Reference-fidelity options: all negatives, weight decay, layer-wise
+# training, dropout.
+# ---------------------------------------------------------------------- #
+def test_cyclic_wrong_labels_cover_every_wrong_class(rng):
+    labels = rng.integers(0, 5, 20)
+    first = (labels + rng.integers(1, 5, 20)) % 5
+    out = np.stack([_numpy(t) for t in fg.cyclic_wrong_labels(labels, first, 5, 4)], 1)
+    np.testing.assert_array_equal(out[:, 0], first)
+    for row, label in zip(out, labels):
+        assert sorted(row.tolist() + [label]) == list(range(5))
+
+
+@pytest.mark.parametrize("rule", ["ff_la", "ff_vn"])
+def test_all_negatives_loss_is_the_mean_over_wrong_classes(rng, rule):
+    """With `num_negatives=None`, layer 0's loss is BCE(pos, 1) plus the
+    mean over every wrong class c of BCE(neg_c, 0), written out here."""
+    x, edge_index, labels = _toy_graph(rng)
+    mask = (np.arange(12) < 8).astype("float32")
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=mask)
+    model = ForwardGNNModel(3, conv="gcn", rule=rule, num_layers=1, units=4,
+                            num_negatives=None, seed=2)
+    model.build({k: v.shape for k, v in xb.items()})
+    tv = [v.value for v in model.trainable_variables]
+    _, loss, _ = _grads(model, tv, xb, yb, wb)
+    conv = model.convs[0]
+    t = keras.ops.convert_to_tensor
+    classes = _numpy(model.class_features) if rule == "ff_vn" else None
+
+    def goodness_loss(graph_labels, target):
+        if rule == "ff_la":
+            h = fg.append_labels(t(x), graph_labels, mask, 3)
+            edges, weight = edge_index, None
+        else:
+            h, edges, weight = fg.virtual_node_graph(t(x), edge_index, None, graph_labels, mask, classes)
+        out = _numpy(conv(sf.row_normalize(h), edges, weight))[:12]
+        logits = (out ** 2).sum(-1) - 2.0
+        bce = np.logaddexp(0, logits) - logits * target
+        return (bce * mask).sum() / mask.sum()
+
+    # The model's negative graphs: together, every wrong class once per node.
+    ntv = [v.value for v in model.non_trainable_variables]
+    wrong = [_numpy(m) for m in model.negative_labels_for(keras.ops.convert_to_tensor(labels), ntv)]
+    for row, label in zip(np.stack(wrong, 1), labels):
+        assert sorted(row.tolist() + [label]) == [0, 1, 2]
+    expected = goodness_loss(labels, 1.0) + np.mean([goodness_loss(m, 0.0) for m in wrong])
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_weight_decay_adds_l2_to_the_pseudo_gradient(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8))
+    plain = ForwardGNNModel(3, rule="sf", num_layers=2, units=4, seed=1)
+    decayed = ForwardGNNModel(3, rule="sf", num_layers=2, units=4, weight_decay=0.1, seed=1)
+    for m in (plain, decayed):
+        m.build({k: v.shape for k, v in xb.items()})
+    decayed.set_weights(plain.get_weights())
+    tv = [v.value for v in plain.trainable_variables]
+    g0, _, _ = _grads(plain, tv, xb, yb, wb)
+    g1, _, _ = _grads(decayed, tv, xb, yb, wb)
+    for a, b, v in zip(g0, g1, tv):
+        np.testing.assert_allclose(b, a + 0.1 * _numpy(v), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["ff_la", "ff_vn", "sf"])
+def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
+    model = ForwardGNNModel(3, rule=rule, num_layers=3, units=4, num_negatives=None, seed=4)
+    model.build({k: v.shape for k, v in xb.items()})
+    tv = [v.value for v in model.trainable_variables]
+    joint, _, _ = _grads(model, tv, xb, yb, wb)
+    model.set_active_layer(1)
+    grads, _, logs = _grads(model, tv, xb, yb, wb)
+    for i, conv in enumerate(model.convs):
+        for k in model.variable_indices(conv):
+            if i == 1:
+                # Same update as layer 1 gets when every layer learns.
+                np.testing.assert_allclose(grads[k], joint[k], rtol=1e-5, atol=1e-7)
+                assert np.abs(grads[k]).sum() > 0
+            else:
+                assert not np.any(grads[k])
+    assert float(_numpy(logs["layer_2_loss"])) == 0.0
+    # predict uses layers 0..1: a 2-layer model with the same weights agrees.
+    two = ForwardGNNModel(3, rule=rule, num_layers=2, units=4, seed=4)
+    two.build({k: v.shape for k, v in xb.items()})
+    for a, b in zip(two.weights, model.weights):
+        if a.shape == b.shape:
+            a.assign(b)
+    np.testing.assert_allclose(_numpy(model(xb)), _numpy(two(xb)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: index=3"):
+        model.set_active_layer(3)
+    topdown = ForwardGNNModel(3, rule="sf_topdown", num_layers=2, units=4)
+    with pytest.raises(ValueError, match="sf_topdown"):
+        topdown.set_active_layer(0)
+
+
+def test_layerwise_fit_keeps_frozen_layers_and_resets_the_optimizer(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
+    model = ForwardGNNModel(3, rule="sf", num_layers=2, units=4, weight_decay=5e-4,
+                            dropout=0.3, seed=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.set_active_layer(0)
+    model.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=3, verbose=0)
+    first = [_numpy(v) for v in model.convs[0].weights]
+    model.set_active_layer(1)
+    assert int(_numpy(model.optimizer.iterations)) == 0
+    assert float(_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-2)
+    second_before = [_numpy(v) for v in model.convs[1].weights]
+    model.fit(xb, yb, sample_weight=wb, batch_size=1, epochs=3, verbose=0)
+    for a, v in zip(first, model.convs[0].weights):
+        np.testing.assert_array_equal(a, _numpy(v))
+    assert any(not np.allclose(a, _numpy(v)) for a, v in zip(second_before, model.convs[1].weights))
+
+
+def test_new_options_are_checked_and_serialized():
+    with pytest.raises(ValueError, match="Received: num_negatives=3"):
+        ForwardGNNModel(3, rule="ff_la", num_negatives=3)
+    with pytest.raises(ValueError, match="Received: weight_decay=-1"):
+        ForwardGNNModel(3, weight_decay=-1)
+    with pytest.raises(ValueError, match="Received: dropout=1.0"):
+        ForwardGNNModel(3, dropout=1.0)
+    model = ForwardGNNModel(3, rule="ff_vn", num_negatives=None, dropout=0.2, weight_decay=5e-4)
+    clone = ForwardGNNModel.from_config(model.get_config())
+    assert (clone.num_negatives, clone.dropout, clone.weight_decay) == (None, 0.2, 5e-4)
+    with pytest.raises(ValueError, match="Received: weight_decay=-0.1"):
+        GNNModel(3, weight_decay=-0.1)
+
+
+def test_gnn_model_weight_decay_is_coupled_l2(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels)
+    model = GNNModel(3, num_layers=1, units=4, weight_decay=0.2)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.build({k: v.shape for k, v in xb.items()})
+    y_pred = model(xb)
+    base = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(yb, y_pred)
+    penalty = sum(float((_numpy(w) ** 2).sum()) for w in model.trainable_weights)
+    loss = model.compute_loss(xb, yb, y_pred, training=True)
+    np.testing.assert_allclose(float(_numpy(loss)), float(_numpy(base)) + 0.1 * penalty, rtol=1e-5)
+
+
+def test_benchmark_summary_and_auc():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fgnn_bench", ROOT / "benchmarks" / "forward_gnn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.roc_auc([1, 0, 1, 0], [0.9, 0.1, 0.8, 0.3]) == 1.0
+    assert bench.roc_auc([1, 0], [0.5, 0.5]) == 0.5
+    rows = [dict(task="node", dataset="cora", conv="gcn", rule=r, seed=s, test=t,
+                 seconds=1.0, epochs=[10])
+            for r, s, t in (("sf", 0, 80.0), ("sf", 1, 82.0), ("backprop", 0, 81.5))]
+    rows.append(dict(task="memory", dataset="cora", conv="gcn", rule="sf", seed=2, layers=2,
+                     bytes=2 ** 21))
+    text = bench.summarize(rows)
+    assert "| cora | gcn | 81.0 ± 1.0 | 81.5 ± 0.0 | -0.5 |" in text
+    assert "| cora | gcn | 2 | 2.0 |" in text
+    assert ("node", "cora", "gcn", "sf", 1) in bench.done_keys(rows)

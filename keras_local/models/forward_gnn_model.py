@@ -12,6 +12,7 @@ from keras_local.models.local_model import LocalModel
 from keras_local.rules import forward_forward as ff
 from keras_local.rules import forward_gnn as fg
 from keras_local.rules import single_forward as sf
+from keras_local.rules.portable_random import portable_randint
 
 
 @keras_local_export
@@ -78,8 +79,26 @@ class ForwardGNNModel(LocalModel):
             Defaults to `True`.
         clip_norm: float or `None`, per-layer gradient-norm clip of
             `"sf_topdown"` (the reference uses 1). Defaults to `1.0`.
+        num_negatives: int or `None`, wrong classes per training node in
+            each step of the FF rules: one negative graph each, the
+            negative loss averaged over them. `None` uses all `K - 1`
+            wrong classes, as the reference's runs do. Defaults to `1`.
+        dropout: float in `[0, 1)`, dropout rate on the (row-normalised)
+            input of each layer while that layer learns; not in the
+            reference (whose runs use none), a regulariser for the small
+            labelled sets of the Planetoid splits. Defaults to `0.0`.
+        weight_decay: float, L2 coefficient added to every pseudo-gradient
+            (`g + weight_decay * w`), as PyTorch's `Adam(weight_decay=...)`
+            of the reference (which uses `5e-4`). Defaults to `0.0`.
         seed: int or `None`, seeds the virtual-node features and the
             negative labels. Defaults to `None`.
+
+    Layer-wise training: the reference trains the layers one after the
+    other, each to its own early stop. `set_active_layer(i)` makes the
+    train step update layer `i` only (the layers below run forward, the
+    layers above are skipped) and `predict` use layers `0..i`;
+    `set_active_layer(None)` (the default) updates every layer in every
+    step. `"sf_topdown"` always trains its layers together.
 
     Returns:
         A `keras.Model` whose `predict` gives `(1, num_nodes, num_classes)`
@@ -113,6 +132,9 @@ class ForwardGNNModel(LocalModel):
         temperature=1.0,
         bidirectional=True,
         clip_norm=1.0,
+        num_negatives=1,
+        dropout=0.0,
+        weight_decay=0.0,
         seed=None,
         **kwargs,
     ):
@@ -129,6 +151,19 @@ class ForwardGNNModel(LocalModel):
             )
         if float(temperature) <= 0:
             raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature!r}")
+        if num_negatives is not None and (
+            not isinstance(num_negatives, (int, np.integer)) or not 1 <= num_negatives < num_classes
+        ):
+            raise ValueError(
+                "`num_negatives` must be None (all wrong classes) or an int in "
+                f"[1, num_classes). Received: num_negatives={num_negatives!r}"
+            )
+        if float(weight_decay) < 0:
+            raise ValueError(
+                f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay!r}"
+            )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
         self.num_classes = int(num_classes)
         self.conv = conv
         self.rule = rule
@@ -139,6 +174,10 @@ class ForwardGNNModel(LocalModel):
         self.temperature = float(temperature)
         self.bidirectional = bool(bidirectional)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.num_negatives = None if num_negatives is None else int(num_negatives)
+        self.weight_decay = float(weight_decay)
+        self.dropout = float(dropout)
+        self.active_layer = None
         self.convs = [
             make_conv(conv, self.units, self.heads, name=f"{conv}_conv_{i}")
             for i in range(self.num_layers)
@@ -146,6 +185,47 @@ class ForwardGNNModel(LocalModel):
         self.class_features = None
 
     # ------------------------------------------------------------------ #
+    def set_active_layer(self, index, reset_optimizer=True):
+        """Trains layer `index` only from now on (`None`: every layer).
+
+        The layers below `index` run forward only, the layers above are
+        skipped, and `predict` uses layers `0..index`, as the reference
+        does while it trains one layer after the other. The compiled
+        functions are rebuilt; with `reset_optimizer=True` the optimizer's
+        state (moments, step count) is zeroed, so the new layer starts like
+        the reference's fresh per-layer optimizer and the finished layers,
+        which now get zero pseudo-gradients, stay where they are.
+
+        Args:
+            index: int in `[0, num_layers)` or `None`.
+            reset_optimizer: bool. Defaults to `True`.
+        """
+        if index is not None:
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_layers:
+                raise ValueError(
+                    f"`index` must be None or an int in [0, {self.num_layers}). "
+                    f"Received: index={index!r}"
+                )
+            if self.rule == "sf_topdown":
+                raise ValueError(
+                    "`sf_topdown` trains all layers together (its loss uses the "
+                    "layers above). Received: set_active_layer("
+                    f"{index!r}) on rule='sf_topdown'. Use rule='sf' for "
+                    "layer-wise training."
+                )
+            index = int(index)
+        self.active_layer = index
+        self.train_function = None
+        self.test_function = None
+        self.predict_function = None
+        optimizer = getattr(self, "optimizer", None)
+        if reset_optimizer and optimizer is not None:
+            reset_optimizer_state(optimizer)
+
+    def _layers_used(self):
+        """Number of layers that run: all, or up to the active one."""
+        return self.num_layers if self.active_layer is None else self.active_layer + 1
+
     def uses_virtual_nodes(self):
         return self.rule != "ff_la"
 
@@ -237,7 +317,7 @@ class ForwardGNNModel(LocalModel):
                     features, edge_index, weight, labels, full, class_features
                 )
             total = ops.zeros((n,), dtype=features.dtype)
-            for i in range(self.num_layers):
+            for i in range(self._layers_used()):
                 h = run(i, sf.row_normalize(h), edges, w)
                 total = total + ops.sum(ops.square(h[:n]), axis=-1)
             columns.append(total)
@@ -245,7 +325,7 @@ class ForwardGNNModel(LocalModel):
 
     def _sf_votes(self, h, edges, w, run, n):
         votes = 0.0
-        for i in range(self.num_layers):
+        for i in range(self._layers_used()):
             h = run(i, sf.row_normalize(h), edges, w)
             votes = votes + sf.class_probabilities(h[:n], h[n:], self.temperature)
         return votes
@@ -277,8 +357,38 @@ class ForwardGNNModel(LocalModel):
         return [f"layer_{i}_loss" for i in range(self.num_layers)]
 
     def negative_labels_for(self, labels, ntv):
-        """Random wrong labels of the negative graph (FF rules)."""
-        return ff.random_wrong_labels(labels, self.num_classes, self.step_seed(ntv))
+        """The wrong labels of the negative graphs (FF rules): a list of
+        `num_negatives` label vectors (`K - 1` for `None`), each node's
+        entries distinct and different from its label. The first is
+        `random_wrong_labels`; the others follow it cyclically over the
+        wrong classes, so `None` gives every wrong class once."""
+        count = self.num_classes - 1 if self.num_negatives is None else self.num_negatives
+        first = ff.random_wrong_labels(labels, self.num_classes, self.step_seed(ntv))
+        if count == 1:
+            return [first]
+        return fg.cyclic_wrong_labels(labels, first, self.num_classes, count)
+
+    def _decayed(self, layer_grads, params):
+        if not self.weight_decay:
+            return layer_grads
+        return [g + ops.cast(self.weight_decay, g.dtype) * p for g, p in zip(layer_grads, params)]
+
+    def _dropped(self, h, i, ntv):
+        """Inverted dropout of a layer input while it learns (same mask for
+        every graph of the step; drawn with `portable_randint`)."""
+        if not self.dropout:
+            return h
+        scale = 1 << 20
+        draws = portable_randint(self.step_seed(ntv, salt=101 + i), ops.shape(h), scale)
+        keep = ops.cast(draws >= int(self.dropout * scale), h.dtype)
+        return h * keep / (1.0 - self.dropout)
+
+    def _layer_state(self, i):
+        """`"train"`, `"forward"` (a frozen layer below the active one) or
+        `"skip"` (above it) for layer `i`."""
+        if self.active_layer is None or i == self.active_layer:
+            return "train"
+        return "forward" if i < self.active_layer else "skip"
 
     def local_grads(self, trainable_values, non_trainable_values, x, y, sample_weight):
         tv, ntv = trainable_values, non_trainable_values
@@ -294,15 +404,17 @@ class ForwardGNNModel(LocalModel):
         if self.rule == "ff_la":
             negatives = self.negative_labels_for(labels, ntv)
             positive = fg.append_labels(features, labels, mask, self.num_classes)
-            negative = fg.append_labels(features, negatives, mask, self.num_classes)
-            graphs = ((edge_index, weight), (edge_index, weight))
+            negative = [fg.append_labels(features, m, mask, self.num_classes) for m in negatives]
+            graphs = [(edge_index, weight)] * (1 + len(negatives))
             return self._ff_grads(tv, ntv, grads, positive, negative, graphs, mask, n, shared=False)
         if self.rule == "ff_vn":
             negatives = self.negative_labels_for(labels, ntv)
             h, pos_edges, pos_w = self._vn_graph(features, edge_index, weight, labels, mask, class_features)
-            _, neg_edges, neg_w = self._vn_graph(features, edge_index, weight, negatives, mask, class_features)
-            graphs = ((pos_edges, pos_w), (neg_edges, neg_w))
-            return self._ff_grads(tv, ntv, grads, h, h, graphs, mask, n, shared=True)
+            graphs = [(pos_edges, pos_w)]
+            for m in negatives:
+                _, neg_edges, neg_w = self._vn_graph(features, edge_index, weight, m, mask, class_features)
+                graphs.append((neg_edges, neg_w))
+            return self._ff_grads(tv, ntv, grads, h, [h] * len(negatives), graphs, mask, n, shared=True)
         h, edges, w = self._vn_graph(features, edge_index, weight, labels, mask, class_features)
         return self._sf_grads(tv, ntv, grads, h, edges, w, labels, mask, n)
 
@@ -312,30 +424,61 @@ class ForwardGNNModel(LocalModel):
         n_idx = self.variable_indices(conv, trainable=False)
         return conv, t_idx, self.gather(tv, t_idx), self.gather(ntv, n_idx)
 
-    def _ff_grads(self, tv, ntv, grads, positive, negative, graphs, mask, n, shared):
-        (pos_edges, pos_w), (neg_edges, neg_w) = graphs
+    def _ff_grads(self, tv, ntv, grads, positive, negatives, graphs, mask, n, shared):
+        """FF layers on the positive graph and the negative graphs; the
+        loss is `BCE(pos, 1)` plus the mean over negative graphs of
+        `BCE(neg, 0)` (the reference's `loss_pos + mean(loss_neg_parts)`)."""
+        (pos_edges, pos_w), neg_graphs = graphs[0], graphs[1:]
         total = ops.convert_to_tensor(0.0, dtype="float32")
         logs = {}
         for i in range(self.num_layers):
+            state = self._layer_state(i)
+            if state == "skip":
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                continue
             conv, t_idx, params, conv_ntv = self._layer_params(i, tv, ntv)
 
-            def layer_loss(params, h_pos, h_neg):
+            def layer_outputs(params, h_pos, h_negs, drop=lambda h: h):
                 out_pos, _ = conv.stateless_call(
-                    params, conv_ntv, sf.row_normalize(h_pos), pos_edges, pos_w
+                    params, conv_ntv, drop(sf.row_normalize(h_pos)), pos_edges, pos_w
                 )
-                out_neg, _ = conv.stateless_call(
-                    params, conv_ntv, sf.row_normalize(h_neg), neg_edges, neg_w
-                )
-                loss = fg.goodness_bce_loss(out_pos[:n], out_neg[:n], self.threshold, mask)
-                return loss, (out_pos, out_neg)
+                out_negs = [
+                    conv.stateless_call(params, conv_ntv, drop(sf.row_normalize(h)), e, w)[0]
+                    for h, (e, w) in zip(h_negs, neg_graphs)
+                ]
+                return out_pos, out_negs
 
-            (loss, (out_pos, out_neg)), layer_grads = backend.value_and_grad(
-                layer_loss, has_aux=True
-            )(params, positive, negative)
-            grads = self.scatter(grads, t_idx, layer_grads)
+            def layer_loss(params, h_pos, h_negs):
+                out_pos, out_negs = layer_outputs(
+                    params, h_pos, h_negs, lambda h: self._dropped(h, i, ntv)
+                )
+                pos = fg.binary_cross_entropy_with_logits(
+                    fg.ff_logits(out_pos[:n], self.threshold), 1.0
+                )
+                neg = [
+                    fg.masked_mean(fg.binary_cross_entropy_with_logits(
+                        fg.ff_logits(o[:n], self.threshold), 0.0), mask)
+                    for o in out_negs
+                ]
+                loss = fg.masked_mean(pos, mask) + sum(neg) / len(neg)
+                return loss, (out_pos, out_negs)
+
+            if state == "forward":
+                out_pos, out_negs = layer_outputs(params, positive, negatives)
+                out_pos = backend.stop_gradient(out_pos)
+                out_negs = [backend.stop_gradient(o) for o in out_negs]
+                loss = ops.convert_to_tensor(0.0, dtype="float32")
+            else:
+                (loss, (out_pos, out_negs)), layer_grads = backend.value_and_grad(
+                    layer_loss, has_aux=True
+                )(params, positive, negatives)
+                grads = self.scatter(grads, t_idx, self._decayed(layer_grads, params))
+                if self.dropout:
+                    # The next layer learns on this layer's inference output.
+                    out_pos, out_negs = layer_outputs(params, positive, negatives)
             positive = out_pos
-            # FF+VN: both graphs take the positive graph's output upward.
-            negative = out_pos if shared else out_neg
+            # FF+VN: every graph takes the positive graph's output upward.
+            negatives = [out_pos] * len(out_negs) if shared else out_negs
             total = total + ops.cast(loss, "float32")
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, None, logs
@@ -351,6 +494,10 @@ class ForwardGNNModel(LocalModel):
         logs = {}
         votes = 0.0
         for i in range(self.num_layers):
+            state = self._layer_state(i)
+            if state == "skip":
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                continue
             conv, t_idx, params, conv_ntv = self._layer_params(i, tv, ntv)
             above = states[i + 2:] if self.rule == "sf_topdown" else []
 
@@ -364,12 +511,22 @@ class ForwardGNNModel(LocalModel):
                 loss = fg.masked_mean(per_node, mask)
                 return loss, (out, ops.softmax(logits, axis=-1))
 
-            (loss, (out, probabilities)), layer_grads = backend.value_and_grad(
-                layer_loss, has_aux=True
-            )(params, states[i])
-            if self.rule == "sf_topdown" and self.clip_norm is not None:
-                layer_grads = clip_by_global_norm(layer_grads, self.clip_norm)
-            grads = self.scatter(grads, t_idx, layer_grads)
+            if state == "forward":
+                out, _ = conv.stateless_call(params, conv_ntv, states[i], edges, w)
+                out = backend.stop_gradient(out)
+                probabilities = sf.class_probabilities(out[:n], out[n:], self.temperature)
+                loss = ops.convert_to_tensor(0.0, dtype="float32")
+            else:
+                (loss, (out, probabilities)), layer_grads = backend.value_and_grad(
+                    layer_loss, has_aux=True
+                )(params, self._dropped(states[i], i, ntv))
+                if self.dropout:
+                    # The next layer learns on this layer's inference output.
+                    out, _ = conv.stateless_call(params, conv_ntv, states[i], edges, w)
+                layer_grads = self._decayed(layer_grads, params)
+                if self.rule == "sf_topdown" and self.clip_norm is not None:
+                    layer_grads = clip_by_global_norm(layer_grads, self.clip_norm)
+                grads = self.scatter(grads, t_idx, layer_grads)
             if self.rule == "sf":
                 states.append(sf.row_normalize(out))
             votes = votes + probabilities
@@ -404,6 +561,9 @@ class ForwardGNNModel(LocalModel):
             "temperature": self.temperature,
             "bidirectional": self.bidirectional,
             "clip_norm": self.clip_norm,
+            "num_negatives": self.num_negatives,
+            "weight_decay": self.weight_decay,
+            "dropout": self.dropout,
         })
         return config
 
@@ -416,6 +576,15 @@ def make_conv(conv, units, heads=4, activation="relu", **kwargs):
     if conv == "sage":
         return SAGEConv(units, activation=activation, **kwargs)
     return GATConv(units, heads=heads, activation=activation, **kwargs)
+
+
+def reset_optimizer_state(optimizer):
+    """Zeroes an optimizer's step count and slots (moments), keeping its
+    hyper-parameters (the learning-rate variable)."""
+    for variable in optimizer.variables:
+        if variable.name == "learning_rate":
+            continue
+        variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
 
 
 def clip_by_global_norm(grads, clip_norm):

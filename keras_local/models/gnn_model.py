@@ -30,6 +30,10 @@ class GNNModel(keras.Model):
         heads: int, GAT heads. Defaults to `4`.
         dropout: float, dropout rate on each layer's input. Defaults to
             `0.0`.
+        weight_decay: float, L2 penalty `weight_decay / 2 * sum(w^2)` over
+            all trainable weights added to the loss, i.e. PyTorch's coupled
+            `Adam(weight_decay=...)` of the reference (`5e-4`). Defaults to
+            `0.0`.
         **kwargs: passed to `keras.Model`.
 
     Returns:
@@ -51,8 +55,12 @@ class GNNModel(keras.Model):
     """
 
     def __init__(self, num_classes=None, conv="gcn", num_layers=2, units=128,
-                 heads=4, dropout=0.0, **kwargs):
+                 heads=4, dropout=0.0, weight_decay=0.0, **kwargs):
         super().__init__(**kwargs)
+        if float(weight_decay) < 0:
+            raise ValueError(
+                f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay!r}"
+            )
         check_choice("conv", conv, fg.CONVS)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.conv = conv
@@ -60,6 +68,7 @@ class GNNModel(keras.Model):
         self.units = int(units)
         self.heads = int(heads)
         self.dropout = float(dropout)
+        self.weight_decay = float(weight_decay)
         self.convs = [make_conv(conv, self.units, self.heads, name=f"{conv}_conv_{i}")
                       for i in range(self.num_layers)]
         self.dropout_layer = keras.layers.Dropout(self.dropout)
@@ -90,11 +99,21 @@ class GNNModel(keras.Model):
             h = self.classifier(h)
         return ops.expand_dims(h, 0)
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        if self.weight_decay and training:
+            penalty = sum(ops.sum(ops.square(w)) for w in self.trainable_weights)
+            loss = loss + ops.cast(0.5 * self.weight_decay, loss.dtype) * ops.cast(penalty, loss.dtype)
+        return loss
+
     def get_config(self):
         config = super().get_config()
         config.update({
             "num_classes": self.num_classes, "conv": self.conv,
             "num_layers": self.num_layers, "units": self.units,
             "heads": self.heads, "dropout": self.dropout,
+            "weight_decay": self.weight_decay,
         })
         return config

@@ -148,6 +148,23 @@ def virtual_node_graph(
     )
 
 
+def cyclic_wrong_labels(labels, first, num_classes, count):
+    """`count` wrong labels per node, all distinct: the `m`-th is the
+    `m`-th wrong class after `first` (cyclically over the `K - 1` classes
+    other than `labels`). `first` must differ from `labels`; `count =
+    K - 1` gives every wrong class exactly once.
+
+    Returns:
+        A list of `count` int32 tensors shaped like `labels`.
+    """
+    labels = ops.cast(labels, "int32")
+    offset = ops.mod(ops.cast(first, "int32") - labels, num_classes) - 1  # in [0, K-2]
+    return [
+        ops.mod(labels + 1 + ops.mod(offset + m, num_classes - 1), num_classes)
+        for m in range(int(count))
+    ]
+
+
 # ---------------------------------------------------------------------- #
 # Losses and sampling.
 # ---------------------------------------------------------------------- #
