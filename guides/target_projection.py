@@ -92,10 +92,12 @@ task loss of the output block, `block_2_loss`).
 
 ## Baselines: FA, DFA and backprop
 
-`FeedbackAlignment` wraps a `Dense` layer inside any Keras model: the
-forward pass is unchanged, the error sent below goes through a fixed
-random matrix. `DirectFeedbackAlignmentModel` projects the output error
-straight to every hidden block.
+`FeedbackAlignment` wraps any layer with a kernel (`Dense`, `Conv2D`, ...)
+inside any Keras model: the forward pass is unchanged, the error sent
+below goes through a fixed random matrix (a `keras.ops.custom_gradient`).
+`DirectFeedbackAlignmentModel` projects the output error straight to every
+hidden block; given a `keras.Sequential` model, it does so for every layer
+of it.
 """
 
 fa = keras.Sequential(
@@ -104,7 +106,10 @@ fa = keras.Sequential(
 )
 results["fa"] = compile_and_fit(fa)
 results["dfa"] = compile_and_fit(
-    DirectFeedbackAlignmentModel(blocks(), num_classes=10, seed=0)
+    DirectFeedbackAlignmentModel(
+        keras.Sequential([keras.Input((784,))] + blocks()),
+        num_classes=10, seed=0,
+    )
 )
 results["backprop"] = compile_and_fit(
     keras.Sequential([keras.Input((784,))] + blocks())
@@ -116,7 +121,17 @@ for name, accuracy in results.items():
 ## Conclusion
 
 DRTP and tpSGD train every hidden block from the label alone, with no
-feedback and no update locking; FA and DFA need the output error. See
-`benchmarks/target_projection.py` for full-size accuracy and memory
-comparisons.
+feedback and no update locking; FA and DFA need the output error. Use
+bounded hidden units (tanh, as in the DRTP paper) with DRTP: its fixed
+signal drives ReLU units with a negative target to zero, where they stop
+learning.
+
+What to expect at full size (`benchmarks/results_target_projection.md`):
+on full MNIST with this 784-500-500 network and 10 epochs, backprop
+reached about 97.9%, FA 97.7% and DFA 97.4%, while DRTP (94.7%) and tpSGD
+(92.2%) stayed several points behind: a hidden block trained towards a
+fixed code of the label learns little more than a linear read of its
+input. On row-by-row MNIST with an LSTM, tpSGD matched backprop (96.7% vs
+96.9% after 3 epochs); on a small CIFAR-10 CNN it did not (54.6% vs 68.0%
+after 5 epochs).
 """

@@ -41,7 +41,10 @@ class TargetProjectionModel(LocalModel):
       gradient of `-mean_batch(sum(y* B_i * h_i))`, i.e. the fixed
       modulatory signal `-(y* B_i)` through the derivative of the block's
       own nonlinearity (for a dense block `h = f(x W + b)`:
-      `dW = -x^T ((y* B_i) * f'(a)) / batch`).
+      `dW = -x^T ((y* B_i) * f'(a)) / batch`). Give DRTP blocks a
+      bounded nonlinearity (`tanh`, as in the paper): on ReLU blocks the
+      fixed signal drives every unit with a negative target to zero, where
+      it stops learning.
     - `rule="tpsgd"` (Lomnitz et al. 2022): any Keras loss between the
       projected target and the block output, `local_loss` (`"mse"` compares
       `h` with `y* B_i`; `"categorical_crossentropy"` the logits `h` with
