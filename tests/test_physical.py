@@ -139,3 +139,50 @@ def test_guide_runs_shrunk(monkeypatch):
     require_data("mnist.npz")
     monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
     runpy.run_path(os.path.join(GUIDES, "physical_networks.py"), run_name="__main__")
+
+
+def test_layer_normalization_centres_then_rms(rng):
+    from keras_local.rules import forward_forward as ff
+
+    h = rng.normal(size=(4, 7)).astype("float32") + 3.0
+    centred = h - h.mean(axis=1, keepdims=True)
+    expected = centred / (np.sqrt(np.mean(centred**2, axis=1, keepdims=True)) + 1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(ff.normalize_length(h, "layer")), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_measurement_normalization_is_applied_to_the_box_output(rng):
+    x = rng.uniform(size=(3, 6)).astype("float32")
+    system = SimulatedPhysicalSystem(6, 8, noise=0.0, seed=2)
+    model = _model(system, measurement_normalization="layer")
+    model.build((None, 6))
+    measured = system(x)
+    centred = measured - measured.mean(axis=1, keepdims=True)
+    centred /= np.sqrt(np.mean(centred**2, axis=1, keepdims=True)) + 1e-4
+    labels = np.array([0, 2, 1])
+    expected = np.concatenate([centred, 5.0 * np.eye(3)[labels]], axis=1)
+    got = ops.convert_to_numpy(model._digital_input(ops.convert_to_tensor(measured), ops.convert_to_tensor(labels)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_readout_trains_and_round_trips(tmp_path, rng):
+    x, y = _toy(rng)
+    model = _model(SimulatedPhysicalSystem(6, 24, noise=0.0, seed=1),
+                   measurement_normalization="layer", readout="softmax")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=30, epochs=10, verbose=0)
+    assert "readout_loss" in history.history
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.evaluate(x, y, verbose=0)[1] > 0.6
+    path = str(tmp_path / "readout.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.readout == "softmax" and loaded.measurement_normalization == "layer"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), probabilities, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_normalization_and_readout():
+    with pytest.raises(ValueError, match="Received: measurement_normalization='batch'"):
+        _model(lambda a: a, measurement_normalization="batch")
+    with pytest.raises(ValueError, match="Received: readout='linear'"):
+        _model(lambda a: a, readout="linear")

@@ -59,7 +59,8 @@ def _physical(spec, drift):
         layers.append(keras.layers.Dense(units, activation="relu"))
         dim = units
     return _compile(PhysicalForwardForwardModel(
-        boxes, layers, spec.num_classes, label_scale=5.0, seed=spec.seed
+        boxes, layers, spec.num_classes, measurement_normalization="layer",
+        label_scale=5.0, seed=spec.seed,
     ), spec)
 
 

@@ -5,6 +5,7 @@ from keras_local.layers.feedback_alignment import FeedbackAlignment
 from keras_local.layers.gat_conv import GATConv
 from keras_local.layers.gcn_conv import GCNConv
 from keras_local.layers.learnable_bias import LearnableBias
+from keras_local.layers.locally_connected2d import LocallyConnected2D
 from keras_local.layers.physical_system_twin import PhysicalSystemTwin
 from keras_local.layers.sage_conv import SAGEConv
 from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
@@ -15,6 +16,7 @@ __all__ = [
     "GATConv",
     "GCNConv",
     "LearnableBias",
+    "LocallyConnected2D",
     "PhysicalSystemTwin",
     "SAGEConv",
     "SimulatedPhysicalSystem",

@@ -63,8 +63,22 @@ class SimulatedPhysicalSystem:
     def medium(self, t=None):
         """The medium `(real, imag)` at call count `t` (now by default)."""
         t = self.calls if t is None else t
-        c, s = np.cos(self.drift * t), np.sin(self.drift * t)
+        c, s = np.float32(np.cos(self.drift * t)), np.float32(np.sin(self.drift * t))
         return c * self.real + s * self.real_2, c * self.imag + s * self.imag_2
+
+    def _transfer(self):
+        """`[[Re M, Im M], [-Im M, Re M]]` at the current call count: maps
+        `[cos, sin]` of the phases to `[Re, Im]` of the field in one
+        float32 matrix product."""
+        if getattr(self, "_blocks", None) is None:
+            self._blocks = tuple(
+                np.block([[re, im], [-im, re]]).astype("float32")
+                for re, im in ((self.real, self.imag), (self.real_2, self.imag_2))
+            )
+        if self.drift == 0.0:
+            return self._blocks[0]
+        t = self.drift * self.calls
+        return np.float32(np.cos(t)) * self._blocks[0] + np.float32(np.sin(t)) * self._blocks[1]
 
     def __call__(self, x):
         x = np.asarray(x, dtype="float32")
@@ -73,19 +87,18 @@ class SimulatedPhysicalSystem:
                 f"SimulatedPhysicalSystem expects (batch, {self.input_dim}). "
                 f"Received: shape {x.shape}."
             )
-        real, imag = self.medium()
+        transfer = self._transfer()
         self.calls += 1
-        phase = self.phase_scale * x
-        cos, sin = np.cos(phase), np.sin(phase)
+        phase = np.float32(self.phase_scale) * x
         # (a + ib)(cos + i sin) = (a cos - b sin) + i (a sin + b cos)
-        field_re = cos @ real - sin @ imag
-        field_im = sin @ real + cos @ imag
-        intensity = (field_re ** 2 + field_im ** 2) / self.input_dim
+        field = np.concatenate([np.cos(phase), np.sin(phase)], axis=1) @ transfer
+        intensity = field[:, : self.output_dim] ** 2 + field[:, self.output_dim :] ** 2
+        intensity /= np.float32(self.input_dim)
         if self.noise:
-            intensity = intensity * (
-                1.0 + self.noise * self._noise_rng.standard_normal(intensity.shape)
+            intensity *= 1.0 + np.float32(self.noise) * self._noise_rng.standard_normal(
+                intensity.shape, dtype=np.float32
             )
-        return intensity.astype("float32")
+        return intensity.astype("float32", copy=False)
 
     def digital_twin(self, **kwargs):
         """The differentiable noiseless, drift-free model, as a Keras layer."""

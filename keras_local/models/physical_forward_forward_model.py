@@ -30,7 +30,11 @@ class PhysicalForwardForwardModel(LocalModel):
     through the boxes plus local digital gradients. The boxes may be noisy
     and drift; training tracks them because every step measures them anew.
 
-    `predict(x)` returns per-class goodness (one forward pass per class).
+    `predict(x)` returns per-class goodness (one forward pass per class),
+    or, with `readout="softmax"`, the probabilities of a linear softmax
+    layer trained locally (cross-entropy, detached inputs) on the
+    normalised digital activities of one pass with the neutral label
+    `1 / num_classes`: one forward pass instead of one per class.
     Black boxes wrapping NumPy callables run through host callbacks: under
     `jax.jit` via `jax.pure_callback`; on TensorFlow via
     `tf.numpy_function`, which XLA cannot compile, so `compile` sets
@@ -45,10 +49,16 @@ class PhysicalForwardForwardModel(LocalModel):
         digital_layers: list of trainable Keras layers, one after each box.
         num_classes: int.
         threshold: float, goodness threshold. Defaults to `2.0`.
-        normalization: `"rms"`, `"l2"` or `"none"`, applied to each box's
-            measurement and to each digital output. Defaults to `"rms"`.
+        normalization: `"rms"`, `"l2"`, `"layer"` or `"none"`, applied to
+            each digital output before it drives the next box. Defaults to
+            `"rms"`.
+        measurement_normalization: the same choices, applied to each box's
+            measurement before the label is appended; `"layer"` (centre,
+            then rms) removes the per-sample offset of intensity
+            measurements. `None` means `normalization`. Defaults to `None`.
         label_scale: float, value of the one-hot label appended to each
             digital layer's input. Defaults to `1.0`.
+        readout: `None` or `"softmax"` (see above). Defaults to `None`.
         seed: int or `None`, seeds the negative labels. Defaults to `None`.
 
     Returns:
@@ -73,7 +83,8 @@ class PhysicalForwardForwardModel(LocalModel):
     """
 
     def __init__(self, black_boxes, digital_layers, num_classes, threshold=2.0,
-                 normalization="rms", label_scale=1.0, seed=None, **kwargs):
+                 normalization="rms", label_scale=1.0, seed=None,
+                 measurement_normalization=None, readout=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         if not isinstance(black_boxes, (list, tuple)) or not black_boxes:
             raise ValueError(
@@ -96,10 +107,19 @@ class PhysicalForwardForwardModel(LocalModel):
             raise ValueError(
                 f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
             )
-        if normalization not in ff.NORMALIZATIONS:
+        for name, value in (("normalization", normalization),
+                            ("measurement_normalization", measurement_normalization)):
+            if value not in ff.MEASUREMENT_NORMALIZATIONS and not (
+                name == "measurement_normalization" and value is None
+            ):
+                raise ValueError(
+                    f"Unknown `{name}`. Expected one of "
+                    f"{ff.MEASUREMENT_NORMALIZATIONS}. Received: {name}={value!r}"
+                )
+        if readout not in (None, "softmax"):
             raise ValueError(
-                f"Unknown `normalization`. Expected one of {ff.NORMALIZATIONS}. "
-                f"Received: normalization={normalization!r}"
+                "`readout` must be None or 'softmax'. Received: "
+                f"readout={readout!r}"
             )
         self.black_boxes = [
             b if isinstance(b, BlackBox) else BlackBox(b) for b in black_boxes
@@ -109,6 +129,12 @@ class PhysicalForwardForwardModel(LocalModel):
         self.threshold = float(threshold)
         self.normalization = normalization
         self.label_scale = float(label_scale)
+        self.measurement_normalization = measurement_normalization
+        self.readout = readout
+        self.readout_layer = (
+            keras.layers.Dense(self.num_classes, name="readout")
+            if readout == "softmax" else None
+        )
 
     def compile(self, *args, **kwargs):
         if backend.BACKEND == "tensorflow" and any(
@@ -131,6 +157,7 @@ class PhysicalForwardForwardModel(LocalModel):
         input_shape = tuple(input_shape)
         self._check_input(input_shape)
         shape = (None,) + input_shape[1:]
+        features = 0
         for box, layer in zip(self.black_boxes, self.digital_layers):
             if not box.built:
                 box.build(shape)
@@ -139,6 +166,9 @@ class PhysicalForwardForwardModel(LocalModel):
             if not layer.built:
                 layer.build(shape)
             shape = tuple(layer.compute_output_shape(shape))
+            features += int(np.prod(shape[1:]))
+        if self.readout_layer is not None and not self.readout_layer.built:
+            self.readout_layer.build((None, features))
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -148,9 +178,27 @@ class PhysicalForwardForwardModel(LocalModel):
         return ff.normalize_length(h, self.normalization)
 
     def _digital_input(self, measured, labels):
+        mode = self.measurement_normalization or self.normalization
         return ff.embed_label(
-            self._norm(measured), labels, self.num_classes, "append", self.label_scale
+            ff.normalize_length(measured, mode), labels, self.num_classes,
+            "append", self.label_scale,
         )
+
+    def _readout_features(self, x, run_digital, first_measurement=None):
+        """Normalised digital activities of one neutral-label pass (the
+        first box's measurement may be given, to reuse one)."""
+        labels = ops.full(
+            (ops.shape(x)[0], self.num_classes), 1.0 / self.num_classes, dtype=x.dtype
+        )
+        h, features = None, []
+        for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
+            if i == 0:
+                measured = box(x) if first_measurement is None else first_measurement
+            else:
+                measured = box(self._norm(h))
+            h = run_digital(layer, self._digital_input(measured, labels))
+            features.append(self._norm(ops.reshape(h, (ops.shape(h)[0], -1))))
+        return ops.concatenate(features, axis=-1)
 
     def _goodness_scores(self, x, run_digital):
         batch = ops.shape(x)[0]
@@ -172,12 +220,18 @@ class PhysicalForwardForwardModel(LocalModel):
         return ops.reshape(total, (batch, k))
 
     def call(self, x, training=False):
-        return self._goodness_scores(
-            ops.convert_to_tensor(x), lambda layer, h: layer(h, training=training)
-        )
+        def run_digital(layer, h):
+            return layer(h, training=training)
+
+        x = ops.convert_to_tensor(x)
+        if self.readout_layer is not None:
+            features = self._readout_features(x, run_digital)
+            return ops.softmax(self.readout_layer(features), axis=-1)
+        return self._goodness_scores(x, run_digital)
 
     def local_log_names(self):
-        return [f"block_{i}_loss" for i in range(len(self.black_boxes))]
+        names = [f"block_{i}_loss" for i in range(len(self.black_boxes))]
+        return names + (["readout_loss"] if self.readout_layer is not None else [])
 
     def local_grads(self, trainable_values, non_trainable_values, x, y, sample_weight):
         tv, ntv = list(trainable_values), list(non_trainable_values)
@@ -193,9 +247,10 @@ class PhysicalForwardForwardModel(LocalModel):
         for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
             # Forward only: one measurement of the box for both passes.
             if i == 0:
-                # x carries no label: one measurement serves both passes.
-                measured = box(x)
-                measured = ops.concatenate([measured, measured], axis=0)
+                # x carries no label: one measurement serves both passes
+                # (and the read-out).
+                first_measurement = box(x)
+                measured = ops.concatenate([first_measurement, first_measurement], axis=0)
             else:
                 measured = box(self._norm(h))
             measured = self._digital_input(measured, labels)
@@ -222,12 +277,49 @@ class PhysicalForwardForwardModel(LocalModel):
             h = backend.stop_gradient(out)
             total = total + ops.cast(loss, "float32")
             logs[f"block_{i}_loss"] = loss
-        return grads, ntv, total, None, logs
+        y_pred = None
+        if self.readout_layer is not None:
+            readout_loss, readout_grads, y_pred = self._readout_grads(
+                tv, ntv, x, y, sample_weight, first_measurement
+            )
+            grads = self.scatter(grads, self.variable_indices(self.readout_layer), readout_grads)
+            total = total + readout_loss
+            logs["readout_loss"] = readout_loss
+        return grads, ntv, total, y_pred, logs
+
+    def _readout_grads(self, tv, ntv, x, y, sample_weight, first_measurement):
+        def run_digital(layer, h):
+            return self.layer_call(layer, tv, ntv, h, training=False)[0]
+
+        features = backend.stop_gradient(
+            self._readout_features(x, run_digital, first_measurement)
+        )
+        idx = self.variable_indices(self.readout_layer)
+
+        def readout_loss(params, features):
+            logits, _ = self.readout_layer.stateless_call(params, [], features)
+            per_sample = keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True
+            )
+            if sample_weight is not None:
+                per_sample = per_sample * ops.cast(
+                    ops.reshape(sample_weight, (-1,)), per_sample.dtype
+                )
+            return ops.mean(per_sample), ops.softmax(logits)
+
+        (loss, probabilities), grads = backend.value_and_grad(
+            readout_loss, has_aux=True
+        )(self.gather(tv, idx), features)
+        return ops.cast(loss, "float32"), grads, probabilities
 
     def evaluation_loss(self, tv, ntv, x, y, y_pred, sample_weight):
-        """Cross-entropy of the softmax of the per-class goodness."""
+        """Cross-entropy of the softmax of the per-class goodness (or of
+        the read-out's probabilities)."""
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
-        log_p = ops.log_softmax(y_pred, axis=-1)
+        if self.readout_layer is not None:
+            log_p = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        else:
+            log_p = ops.log_softmax(y_pred, axis=-1)
         per_sample = -ops.sum(ops.one_hot(y, self.num_classes, dtype=log_p.dtype) * log_p, axis=-1)
         if sample_weight is not None:
             per_sample = per_sample * ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
@@ -264,6 +356,8 @@ class PhysicalForwardForwardModel(LocalModel):
             "threshold": self.threshold,
             "normalization": self.normalization,
             "label_scale": self.label_scale,
+            "measurement_normalization": self.measurement_normalization,
+            "readout": self.readout,
         })
         return config
 

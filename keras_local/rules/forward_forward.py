@@ -6,6 +6,9 @@ from keras_local.rules.portable_random import portable_randint
 
 LOSSES = ("softplus", "symba")
 NORMALIZATIONS = ("rms", "l2", "none")
+# "layer" (centre, then rms) is offered where a block reads raw physical
+# measurements, whose per-sample offset carries little information.
+MEASUREMENT_NORMALIZATIONS = NORMALIZATIONS + ("layer",)
 LABEL_EMBEDDINGS = ("overlay", "append")
 
 
@@ -45,18 +48,23 @@ def normalize_length(x, mode="rms", epsilon=1e-4):
 
     `"l2"`: x / (||x|| + eps) (the common PyTorch reference);
     `"rms"`: x / (sqrt(mean(x**2)) + eps), which does not shrink with the
-    width; `"none"`: x unchanged.
+    width; `"layer"`: the sample's mean is subtracted first, then the
+    `"rms"` scaling (a layer normalisation without gain or bias);
+    `"none"`: x unchanged.
     """
     if mode == "none":
         return x
     axes = _feature_axes(x)
+    if mode == "layer":
+        x = x - ops.mean(x, axis=axes, keepdims=True)
+        mode = "rms"
     if mode == "l2":
         norm = ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
     elif mode == "rms":
         norm = ops.sqrt(ops.mean(ops.square(x), axis=axes, keepdims=True))
     else:
         raise ValueError(
-            f"Unknown normalization. Expected one of {NORMALIZATIONS}. "
+            f"Unknown normalization. Expected one of {MEASUREMENT_NORMALIZATIONS}. "
             f"Received: normalization={mode!r}"
         )
     return x / (norm + epsilon)
