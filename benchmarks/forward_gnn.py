@@ -44,8 +44,10 @@ step).
 """
 
 import argparse
+import glob
 import json
 import os
+import signal
 import sys
 import time
 
@@ -530,6 +532,8 @@ def parse_args(argv=None):
     parser.add_argument("--tag", default="", help="label stored in every row (variants)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="run each (task, dataset, conv) as a process, this many at once")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="with --jobs: stop (and merge) after this many seconds")
     parser.add_argument("--skip-from", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="JSON lines: appended to / summarised")
     return parser.parse_args(argv)
@@ -578,31 +582,60 @@ def run_jobs(args):
                  for c in (args.link_convs or args.convs)]
     if args.task in ("all", "memory"):
         jobs.insert(0, job_argv(args, "memory"))  # compiles only: first, alone it is quick
+    for leftover in sorted(glob.glob(f"{args.out}.part*")):
+        merge_part(leftover, args.out)  # from an interrupted earlier run
+    deadline = time.time() + args.time_limit if args.time_limit else None
     pending = list(enumerate(jobs))
     running = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            i, argv = pending.pop(0)
-            part = f"{args.out}.part{i}"
-            log = open(f"{args.out}.log{i}", "w")
-            cmd = [sys.executable, os.path.abspath(__file__), *argv, "--out", part,
-                   "--skip-from", args.out]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), part, log))
-            print("started:", " ".join(argv[:1] + argv[-4:]), flush=True)
-        time.sleep(1)
-        for entry in list(running):
-            proc, part, log = entry
-            if proc.poll() is None:
-                continue
-            running.remove(entry)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while pending or running:
+            if deadline is not None and time.time() > deadline:
+                print("time limit reached: stopping; rerun the same command to resume",
+                      flush=True)
+                break
+            while pending and len(running) < args.jobs:
+                i, argv = pending.pop(0)
+                part = f"{args.out}.part{i}"
+                log = open(f"{args.out}.log{i}", "w")
+                cmd = [sys.executable, os.path.abspath(__file__), *argv, "--out", part,
+                       "--skip-from", args.out]
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+                running.append((proc, part, log))
+                print("started:", " ".join(argv[:1] + argv[-4:]), flush=True)
+            time.sleep(1)
+            for entry in list(running):
+                proc, part, log = entry
+                if proc.poll() is None:
+                    continue
+                running.remove(entry)
+                log.close()
+                count = merge_part(part, args.out)
+                print(f"finished (exit {proc.returncode}): {count} rows", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: merging the finished rows", flush=True)
+    finally:
+        for proc, part, log in running:
+            proc.terminate()
+        for proc, part, log in running:
+            proc.wait()
             log.close()
-            rows = read_rows(part)
-            with open(args.out, "a") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row) + "\n")
-            if os.path.exists(part):
-                os.remove(part)
-            print(f"finished (exit {proc.returncode}): {len(rows)} rows", flush=True)
+            merge_part(part, args.out)
+
+
+def merge_part(part, out):
+    """Appends a part file's rows to `out` and deletes it; returns the count."""
+    rows = read_rows(part)
+    with open(out, "a") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    if os.path.exists(part):
+        os.remove(part)
+    return len(rows)
 
 
 def main(argv=None):
