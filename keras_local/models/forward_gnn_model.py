@@ -112,6 +112,13 @@ class ForwardGNNModel(LocalModel):
     model = ForwardGNNModel(num_classes=7, conv="gcn", rule="sf")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
+
+    # The reference's schedule: one layer after the other.
+    model = ForwardGNNModel(num_classes=7, rule="sf", weight_decay=5e-4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    for i in range(model.num_layers):
+        model.set_active_layer(i)
+        model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=300)
     ```
 
     References:
