@@ -7,6 +7,7 @@ import pytest
 
 from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.rules import local_learning as ll
+from tests.conftest import BACKEND
 from tests.conftest import require_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +169,53 @@ def _module0_update(model, x, y):
     after = [keras.ops.convert_to_numpy(v) for v in part]
     model.set_weights(start)
     return after, logs
+
+
+def _same_resolution_resnet(blocks=6, size=32, width=8):
+    """Residual blocks that all keep the input's resolution, so activations
+    dominate the step's memory and every module holds about the same."""
+    inp = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same", name="stem")(inp)
+    x = keras.layers.ReLU(name="stem_out")(x)
+    for b in range(blocks):
+        y = keras.layers.Conv2D(width, 3, padding="same", name=f"b{b}_c1")(x)
+        y = keras.layers.BatchNormalization(name=f"b{b}_bn")(y)
+        y = keras.layers.ReLU(name=f"b{b}_relu")(y)
+        y = keras.layers.Conv2D(width, 3, padding="same", name=f"b{b}_c2")(y)
+        x = keras.layers.Add(name=f"b{b}_add")([x, y])
+        x = keras.layers.ReLU(name=f"b{b}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(4, name="logits")(x))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="XLA memory analysis (JAX)")
+def test_modules_free_their_activations_on_jax():
+    """The compiled module-by-module step holds about one module's
+    activations, not the whole network's as backprop does.
+
+    Six equal blocks at full resolution, one module per block: backprop
+    keeps all six blocks' activations for its backward pass; the local step
+    keeps one block's (plus the module boundary and DGL's head, which pools
+    by 4 first). Measured on XLA CPU (jax 0.10.2): 0.30 (10.2 vs 34.4
+    MiB); 0.41 without `backend.barrier` at the module boundaries (XLA then
+    recomputes the residual stream from earlier modules' outputs). The
+    bound, 0.5, is the claim itself (well under backprop), not the number.
+    """
+    from keras_local import backend
+
+    x = np.zeros((32, 32, 32, 3), "float32")
+    y = np.zeros((32,), "int32")
+    cuts = ["stem_out"] + [f"b{b}_out" for b in range(5)]
+    sizes = {}
+    for name in ("backprop", "local"):
+        keras.backend.clear_session()
+        net = _same_resolution_resnet()
+        model = net if name == "backprop" else LocalLossModel(
+            net, cuts=cuts, auxiliary="dgl", seed=0
+        )
+        compiled(model)
+        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    assert sizes["local"] < 0.5 * sizes["backprop"], sizes
 
 
 @pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])

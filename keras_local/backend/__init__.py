@@ -11,6 +11,9 @@ exported here:
 - `jvp(fn, primals, tangents)`: forward-mode product of `fn(params)` with
   `tangents`, returns `(output, tangent_output)`.
 - `stop_gradient(x)`: detaches every tensor of a structure.
+- `barrier(structure)`: the structure, unchanged, but computed as a whole
+  before any of it is used, and never fused into (recomputed by) its
+  consumers (JAX: `jax.lax.optimization_barrier`; TF, torch: identity).
 - `random_normal(shape, seed)`, `random_uniform(shape, seed)`: draws
   regenerated from a seed tensor: the same seed gives the same draw every
   time within one compiled step.
@@ -30,6 +33,7 @@ from keras_local.backend.common import seed_from_int
 BACKEND = keras.backend.backend()
 
 if BACKEND == "jax":
+    from keras_local.backend.jax.autodiff import barrier
     from keras_local.backend.jax.autodiff import jvp
     from keras_local.backend.jax.host_call import host_call
     from keras_local.backend.jax.autodiff import stop_gradient
@@ -37,6 +41,7 @@ if BACKEND == "jax":
     from keras_local.backend.jax.memory import train_step_memory
     from keras_local.backend.jax.trainer import LocalTrainer
 elif BACKEND == "tensorflow":
+    from keras_local.backend.tensorflow.autodiff import barrier
     from keras_local.backend.tensorflow.autodiff import jvp
     from keras_local.backend.tensorflow.host_call import host_call
     from keras_local.backend.tensorflow.autodiff import stop_gradient
@@ -44,6 +49,7 @@ elif BACKEND == "tensorflow":
     from keras_local.backend.tensorflow.memory import train_step_memory
     from keras_local.backend.tensorflow.trainer import LocalTrainer
 elif BACKEND == "torch":
+    from keras_local.backend.torch.autodiff import barrier
     from keras_local.backend.torch.autodiff import jvp
     from keras_local.backend.torch.host_call import host_call
     from keras_local.backend.torch.autodiff import stop_gradient
@@ -61,6 +67,7 @@ else:
 __all__ = [
     "BACKEND",
     "LocalTrainer",
+    "barrier",
     "host_call",
     "jvp",
     "random_normal",

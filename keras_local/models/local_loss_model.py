@@ -47,13 +47,15 @@ class LocalLossModel(LocalModel):
             `cuts` must be given. Defaults to `None`.
         cuts: list of layer names: the modules end after these layers
             (each must be a legal split point). Defaults to `None`.
-        auxiliary: `"dgl"` (conv + pooling + dense head; dense for
-            vectors), `"infopro"` (that head plus a decoder reconstructing
-            the input), `"auglocal"` (fresh copies of a uniform selection
-            of the later layers, depth shrinking linearly with k), `"man"`
-            (momentum copy of the next module plus learnable biases, then a
-            head) or a callable `fn(k, feature_shape, output_shape) ->
-            keras.layers.Layer`. Defaults to `"dgl"`.
+        auxiliary: `"dgl"` (DGL's head: pooling by 4, three 1x1 conv +
+            BN + ReLU layers, pooling to 2x2, an MLP; dense for vectors),
+            `"infopro"` (InfoPro's strided conv + MLP classifier plus a
+            decoder reconstructing the input), `"auglocal"` (fresh copies
+            of a uniform selection of the later layers, depth shrinking
+            linearly with k), `"man"` (momentum copy of the next module
+            plus learnable biases, then the DGL head) or a callable
+            `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
+            Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth (number of later
             units in the first module's auxiliary network). Defaults to `3`.
         infopro_lambdas: `(lambda_reconstruction, lambda_class)`. Defaults
@@ -280,19 +282,78 @@ class LocalLossModel(LocalModel):
         return name if name in ("softmax", "sigmoid") else None
 
     def _head(self, h, k):
+        """DGL's auxiliary classifier (Belilovsky et al. 2020): for feature
+        maps, average pooling by 4 first (so the head never holds
+        activations at the module's resolution), three 1x1 conv + BN + ReLU
+        layers, pooling to 2x2, then a two-hidden-layer MLP with BN."""
         n = self._graph.outputs[0].shape[-1]
         act = self._output_activation()
-        if len(h.shape) == 4:
-            h = keras.layers.Conv2D(
-                h.shape[-1], 3, padding="same", activation="relu",
-                name=f"aux{k}_conv",
+        if len(h.shape) == 4 and None not in h.shape[1:]:
+            height, width, channels = h.shape[1:]
+            pool = (min(4, height), min(4, width))
+            h = keras.layers.AveragePooling2D(
+                pool, padding="same", name=f"aux{k}_pool"
             )(h)
+            for j in range(3):
+                h = _conv_bn_relu(h, channels, 1, 1, f"aux{k}_conv{j}")
+            height, width = h.shape[1:3]
+            if height > 2 or width > 2:
+                h = keras.layers.AveragePooling2D(
+                    (max(1, height // 2), max(1, width // 2)),
+                    name=f"aux{k}_pool2",
+                )(h)
+            h = keras.layers.Flatten(name=f"aux{k}_flatten")(h)
+            features = h.shape[-1]
+            for j in range(2):
+                h = keras.layers.Dense(
+                    features, use_bias=False, name=f"aux{k}_hidden{j}"
+                )(h)
+                h = keras.layers.BatchNormalization(
+                    name=f"aux{k}_hidden{j}_bn"
+                )(h)
+                h = keras.layers.ReLU(name=f"aux{k}_hidden{j}_relu")(h)
+        elif len(h.shape) == 4:
             h = keras.layers.GlobalAveragePooling2D(name=f"aux{k}_pool")(h)
         elif len(h.shape) == 3:
             h = keras.layers.GlobalAveragePooling1D(name=f"aux{k}_pool")(h)
         elif len(h.shape) != 2:
             h = keras.layers.Flatten(name=f"aux{k}_flatten")(h)
         return keras.layers.Dense(n, activation=act, name=f"aux{k}_dense")(h)
+
+    def _infopro_head(self, h, k):
+        """InfoPro's classifier (Wang et al. 2021, "1c2f"): a 3x3 conv + BN +
+        ReLU, with stride 2 and twice the channels while the map is larger
+        than 8x8, global pooling, a 128-unit hidden layer, the output."""
+        n = self._graph.outputs[0].shape[-1]
+        act = self._output_activation()
+        if len(h.shape) != 4 or None in h.shape[1:]:
+            return self._head(h, k)
+        height, width, channels = h.shape[1:]
+        stride = 2 if min(height, width) > 8 else 1
+        h = _conv_bn_relu(h, channels * stride, 3, stride, f"aux{k}_conv")
+        h = keras.layers.GlobalAveragePooling2D(name=f"aux{k}_gap")(h)
+        h = keras.layers.Dense(128, activation="relu", name=f"aux{k}_hidden")(h)
+        return keras.layers.Dense(n, activation=act, name=f"aux{k}_dense")(h)
+
+    def _infopro_decoder(self, h, k):
+        """InfoPro's decoder: the features resized (bilinear) to the input's
+        resolution, a 3x3 conv to 12 channels + BN + ReLU, a 3x3 conv to the
+        input's channels."""
+        target = self._graph.inputs[0]
+        if len(target.shape) == 4 and len(h.shape) == 4:
+            if tuple(h.shape[1:3]) != tuple(target.shape[1:3]):
+                h = keras.layers.Resizing(
+                    target.shape[1], target.shape[2], name=f"aux{k}_resize"
+                )(h)
+            h = _conv_bn_relu(h, 12, 3, 1, f"aux{k}_decoder_hidden")
+            return keras.layers.Conv2D(
+                target.shape[-1], 3, padding="same", name=f"aux{k}_decoder"
+            )(h)
+        h = keras.layers.Flatten(name=f"aux{k}_dflat")(h)
+        h = keras.layers.Dense(
+            int(np.prod(target.shape[1:])), name=f"aux{k}_decoder"
+        )(h)
+        return keras.layers.Reshape(tuple(target.shape[1:]))(h)
 
     def _make_auxiliary(self, k):
         feature = self._cut_tensors.value[k + 1]
@@ -305,22 +366,7 @@ class LocalLossModel(LocalModel):
         if self.auxiliary == "dgl":
             out = self._head(inp, k)
         elif self.auxiliary == "infopro":
-            target = self._graph.inputs[0]
-            rec = inp
-            if len(target.shape) == 4 and len(inp.shape) == 4:
-                rec = keras.layers.Resizing(
-                    target.shape[1], target.shape[2], name=f"aux{k}_resize"
-                )(rec)
-                rec = keras.layers.Conv2D(
-                    target.shape[-1], 3, padding="same", name=f"aux{k}_decoder"
-                )(rec)
-            else:
-                rec = keras.layers.Flatten(name=f"aux{k}_dflat")(rec)
-                rec = keras.layers.Dense(
-                    int(np.prod(target.shape[1:])), name=f"aux{k}_decoder"
-                )(rec)
-                rec = keras.layers.Reshape(tuple(target.shape[1:]))(rec)
-            out = [self._head(inp, k), rec]
+            out = [self._infopro_head(inp, k), self._infopro_decoder(inp, k)]
         elif self.auxiliary == "auglocal":
             out = self._auglocal_body(inp, k)
         else:  # man
@@ -448,16 +494,22 @@ class LocalLossModel(LocalModel):
             (loss, (h, out, m_ntv, a_ntv)), g = backend.value_and_grad(
                 module_loss, has_aux=True
             )(params, h, self.gather(ntv, m_n), self.gather(ntv, a_n))
+            if k != last:
+                # The next module's forward waits for this module's
+                # gradients (`after`), and its input is materialised once
+                # (`barrier`): without the barrier XLA fuses the residual
+                # stream's elementwise chain into later modules and
+                # recomputes it there, keeping every earlier module's
+                # convolution outputs alive until the end of the stage.
+                h, g, m_ntv, a_ntv = backend.barrier(
+                    (after(h, g), list(g), list(m_ntv), list(a_ntv))
+                )
             grads = self.scatter(grads, m_t + a_t, g)
             new_ntv = self.scatter(new_ntv, m_n + a_n, list(m_ntv) + list(a_ntv))
             total = total + ops.cast(loss, "float32")
             logs[f"module_{k}_loss"] = loss
             if k == last:
                 y_pred = out
-            elif g:
-                # Orders the next module's forward after this backward pass,
-                # so only one module's activations are alive at a time.
-                h = after(h, g)
         if self.auxiliary == "man":
             new_ntv = self._man_update(tv, ntv, new_ntv)
         return grads, new_ntv, total, y_pred, logs
@@ -624,6 +676,15 @@ def _balanced_cuts(points, k):
         chosen.append(best)
         start = best + 1
     return chosen
+
+
+def _conv_bn_relu(h, filters, kernel, stride, name):
+    h = keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False,
+        name=name,
+    )(h)
+    h = keras.layers.BatchNormalization(name=name + "_bn")(h)
+    return keras.layers.ReLU(name=name + "_relu")(h)
 
 
 def _adapt(h, want, name):

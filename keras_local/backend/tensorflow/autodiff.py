@@ -44,3 +44,8 @@ def jvp(fn, primals, tangents):
         out = fn(primals)
     tangent_out = acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return stop_gradient(out), tangent_out
+
+
+def barrier(structure):
+    """`structure`, unchanged (TensorFlow has no optimisation barrier)."""
+    return structure

@@ -60,3 +60,8 @@ def jvp(fn, primals, tangents):
     )
     out, tangent_out = torch.func.jvp(lambda *p: fn(list(p)), primals, tangents)
     return stop_gradient(out), stop_gradient(tangent_out)
+
+
+def barrier(structure):
+    """`structure`, unchanged (eager PyTorch needs no barrier)."""
+    return structure
