@@ -70,7 +70,8 @@ class PhysicalForwardForwardModel(LocalModel):
     system = SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
     model = PhysicalForwardForwardModel(
         [BlackBox(system)], [keras.layers.Dense(500, activation="relu")],
-        num_classes=10,
+        num_classes=10, measurement_normalization="layer", label_scale=5.0,
+        readout="softmax",
     )
     model.compile(optimizer="adam", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=100, epochs=1)

@@ -56,7 +56,7 @@ def normalize_length(x, mode="rms", epsilon=1e-4):
         return x
     axes = _feature_axes(x)
     if mode == "layer":
-        x = x - ops.mean(x, axis=axes, keepdims=True)
+        x = ops.subtract(x, ops.mean(x, axis=axes, keepdims=True))
         mode = "rms"
     if mode == "l2":
         norm = ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
