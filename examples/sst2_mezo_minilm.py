@@ -32,6 +32,21 @@ def loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def freeze_all_but_norms_and_biases(net):
+    """ZO on the LayerNorm scales/offsets, the biases and the head only
+    (BitFit-style subset, ~0.3% of the parameters): the fewer the
+    perturbed parameters, the lower the variance of each ZO estimate.
+    Returns the frozen variables, to unfreeze them afterwards."""
+    frozen = []
+    for variable in net.trainable_weights:
+        name = variable.path
+        keep = name.startswith("head/") or name.split("/")[-1] in ("bias", "gamma", "beta")
+        if not keep:
+            variable.trainable = False
+            frozen.append(variable)
+    return frozen
+
+
 def build(rule, net, args):
     backbone_layers = [l for l in net.layers if l.name != "head"]
     if rule == "linear_probe":
@@ -45,6 +60,8 @@ def build(rule, net, args):
                      else keras.optimizers.Adam(args.fo_adam_lr))
         net.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
         return net
+    if args.zo_params == "norms_biases":
+        freeze_all_but_norms_and_biases(net)
     kwargs = {"epsilon": args.epsilon, "seed": args.seed}
     optimizer = keras.optimizers.SGD(args.zo_lr)
     if rule == "zo_adam":
@@ -102,10 +119,13 @@ def run(args):
     print(f"linear probe: dev accuracy {probe_acc:.4f}")
     for layer in net.layers:
         layer.trainable = True
+    every_weight = list(net.weights)
     for rule in args.rules:
         if rule == "linear_probe":
             continue
         keras.utils.set_random_seed(args.seed)
+        for variable in every_weight:
+            variable.trainable = True  # undo the previous rule's selection
         net = classifier(backbone, args.length)
         net.set_weights(start)
         model = build(rule, net, args)
@@ -114,13 +134,22 @@ def run(args):
         batch = lambda i: ({k: v[index[i]] for k, v in train.items()},
                            y_train[index[i]])
         model.train_on_batch(*batch(0))  # compile
+        curve, training_seconds = [], 0.0
         begin = time.time()
         for i in range(1, args.steps):
             model.train_on_batch(*batch(i))
-        seconds = (time.time() - begin) / max(1, args.steps - 1)
+            if args.eval_every and (i + 1) % args.eval_every == 0 and i + 1 < args.steps:
+                training_seconds += time.time() - begin
+                curve.append((i + 1, float(model.evaluate(dev, y_dev, verbose=0)[1])))
+                print(f"{rule}: step {i + 1}, dev accuracy {curve[-1][1]:.4f}", flush=True)
+                begin = time.time()
+        training_seconds += time.time() - begin
+        seconds = training_seconds / max(1, args.steps - 1)
         accuracy = float(model.evaluate(dev, y_dev, verbose=0)[1])
-        results[rule] = {"dev_accuracy": accuracy, "seconds_per_step": seconds}
-        print(f"{rule}: dev accuracy {accuracy:.4f}, {seconds:.3f} s/step")
+        curve.append((args.steps, accuracy))
+        results[rule] = {"dev_accuracy": accuracy, "seconds_per_step": seconds,
+                         "dev_accuracy_per_step": curve}
+        print(f"{rule}: dev accuracy {accuracy:.4f}, {seconds:.3f} s/step", flush=True)
     print(json.dumps(results, indent=2))
     return results
 
@@ -142,6 +171,11 @@ def parse(argv=None):
     parser.add_argument("--fo-sgd-lr", type=float, default=1e-3)
     parser.add_argument("--fo-adam-lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
+                        help="what the zeroth-order rules perturb: every trainable weight, or "
+                        "only LayerNorm scales/offsets, biases and the head")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="evaluate on dev every N steps (0: only at the end)")
     parser.add_argument("--encoded", default=None,
                         help="an .npz cache of the tokenized sentences (written if missing)")
     parser.add_argument("--minilm-path", default=None,
