@@ -21,9 +21,10 @@ so only one module's activations are alive at a time.
 `LocalLossModel` does this for any Keras model with the auxiliary networks
 of four papers:
 
-- `"dgl"`: a small conv + pooling + dense classifier (Belilovsky et al.).
-- `"infopro"`: that classifier plus a decoder that reconstructs the input
-  (Wang et al.), so modules keep information about the input.
+- `"dgl"`: a small classifier that pools the features by 4 first, then
+  1x1 convolutions and an MLP (Belilovsky et al.).
+- `"infopro"`: a strided-conv classifier plus a decoder that reconstructs
+  the input (Wang et al.), so modules keep information about the input.
 - `"auglocal"`: fresh copies of a uniform selection of the *later* layers,
   shallower for later modules (Ma et al.).
 - `"man"`: a momentum (EMA) copy of the next module plus learnable biases
