@@ -29,6 +29,7 @@ reported apart).
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -258,11 +259,14 @@ def accuracy(args):
 def _environment():
     env = {"backend": keras.backend.backend(), "keras": keras.__version__,
            "python": platform.python_version(), "machine": platform.node()}
-    if keras.backend.backend() == "jax":
-        import jax  # the benchmark script, not the library
-
-        env["jax"] = jax.__version__
-        env["devices"] = [str(d) for d in jax.devices()]
+    try:
+        env[keras.backend.backend()] = importlib.metadata.version(
+            "tensorflow" if keras.backend.backend() == "tensorflow"
+            else keras.backend.backend()
+        )
+        env["devices"] = keras.distribution.list_devices()
+    except Exception as error:  # noqa: BLE001 (informational only)
+        env["devices"] = f"unknown ({error})"
     return env
 
 
