@@ -41,6 +41,9 @@ import numpy as np
 from keras_local import backend
 from keras_local.benchmark.local_loss_rules import infopro_cuts
 from keras_local.benchmark.local_loss_rules import resnet
+from keras_local.models.checkpointed_backprop_model import (
+    CheckpointedBackpropModel,
+)
 from keras_local.models.local_loss_model import LocalLossModel
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -61,21 +64,25 @@ def make_model(rule, k, args):
         return network(rule, args)
     if rule == "backprop_remat":
         return network(rule, args, remat=True)
-    if rule not in LOCAL_RULES:
+    if rule not in LOCAL_RULES + ("backprop_checkpointed",):
         raise ValueError(
             f"Unknown rule. Expected one of backprop, backprop_remat, "
-            f"{', '.join(LOCAL_RULES)}. Received: {rule!r}"
+            f"backprop_checkpointed, {', '.join(LOCAL_RULES)}. "
+            f"Received: {rule!r}"
         )
     net = network(rule, args)
     k = int(k)
     cuts = infopro_cuts(args.blocks_per_stage, k)
-    if cuts is not None:
-        model = LocalLossModel(net, cuts=cuts, auxiliary=rule, seed=0)
-    else:
+    if cuts is None:
         legal = len(LocalLossModel.split_points_of(net))
-        model = LocalLossModel(net, num_modules=min(k, legal + 1),
-                               auxiliary=rule, seed=0)
-    return model
+        split = {"num_modules": min(k, legal + 1)}
+    else:
+        split = {"cuts": cuts}
+    if rule == "backprop_checkpointed":
+        # Backprop with gradient checkpointing at the same module
+        # boundaries as the local rules: their fair memory baseline.
+        return CheckpointedBackpropModel(net, seed=0, **split)
+    return LocalLossModel(net, auxiliary=rule, seed=0, **split)
 
 
 # ---------------------------------------------------------------------- #
@@ -89,7 +96,8 @@ def memory(args):
     print("| rule | modules | temp MiB | vs backprop | compile |")
     print("|---|---|---|---|---|")
     for rule in args.rules.split(","):
-        ks = [None] if rule.startswith("backprop") else args.modules.split(",")
+        ks = ([None] if rule in ("backprop", "backprop_remat")
+              else args.modules.split(","))
         for k in ks:
             keras.backend.clear_session()
             start = time.time()
@@ -205,7 +213,8 @@ def accuracy(args):
           "(after the first) | first epoch s | step time vs backprop |")
     print("|---|---|---|---|---|---|---|")
     for rule in args.rules.split(","):
-        ks = [None] if rule.startswith("backprop") else args.modules.split(",")
+        ks = ([None] if rule in ("backprop", "backprop_remat")
+              else args.modules.split(","))
         for k in ks:
             keras.backend.clear_session()
             keras.utils.set_random_seed(args.seed)
@@ -283,8 +292,8 @@ def main(argv=None):
     parser.add_argument("what", choices=["memory", "accuracy"])
     parser.add_argument(
         "--rules", default=None,
-        help="comma-separated; memory default: backprop,backprop_remat,dgl,"
-             "infopro,auglocal,man; accuracy default: backprop,dgl,infopro,"
+        help="comma-separated; memory default: backprop,backprop_remat,"
+             "backprop_checkpointed,dgl,infopro,auglocal,man; accuracy default: backprop,dgl,infopro,"
              "auglocal,man")
     parser.add_argument("--modules", default=None,
                         help="comma-separated K values for the local rules "
@@ -303,7 +312,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON file of results")
     args = parser.parse_args(argv)
     if args.rules is None:
-        args.rules = ("backprop,backprop_remat,dgl,infopro,auglocal,man"
+        args.rules = ("backprop,backprop_remat,backprop_checkpointed,dgl,"
+                      "infopro,auglocal,man"
                       if args.what == "memory"
                       else "backprop,dgl,infopro,auglocal,man")
     if args.modules is None:

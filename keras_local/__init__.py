@@ -6,6 +6,7 @@ from keras_local import datasets
 from keras_local import layers
 from keras_local import models
 from keras_local import rules
+from keras_local.models.checkpointed_backprop_model import CheckpointedBackpropModel
 from keras_local.models.direct_feedback_alignment_model import DirectFeedbackAlignmentModel
 from keras_local.models.forward_forward_model import ForwardForwardModel
 from keras_local.models.forward_gnn_link_model import ForwardGNNLinkModel
@@ -20,6 +21,7 @@ from keras_local.models.zeroth_order_model import ZerothOrderModel
 from keras_local.version import __version__
 
 __all__ = [
+    "CheckpointedBackpropModel",
     "DirectFeedbackAlignmentModel",
     "ForwardForwardModel",
     "ForwardGNNLinkModel",

@@ -1,5 +1,6 @@
 """One `LocalModel` subclass per rule family."""
 
+from keras_local.models.checkpointed_backprop_model import CheckpointedBackpropModel
 from keras_local.models.direct_feedback_alignment_model import DirectFeedbackAlignmentModel
 from keras_local.models.forward_forward_model import ForwardForwardModel
 from keras_local.models.forward_gnn_link_model import ForwardGNNLinkModel
@@ -13,6 +14,7 @@ from keras_local.models.target_projection_model import TargetProjectionModel
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 
 __all__ = [
+    "CheckpointedBackpropModel",
     "DirectFeedbackAlignmentModel",
     "ForwardForwardModel",
     "ForwardGNNLinkModel",
