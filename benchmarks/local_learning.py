@@ -13,6 +13,11 @@ pillow alone):
         --train 50000 --test 10000 --blocks-per-stage 5 --modules 16 \\
         --epochs 100 --batch-size 128 --out results.json
 
+Step time (any backend; all models compiled first, rounds interleaved):
+
+    KERAS_BACKEND=jax python benchmarks/local_learning.py speed \\
+        --blocks-per-stage 5 --batch-size 128 --modules 4,16
+
 Memory is `keras_local.backend.train_step_memory`: XLA temp bytes of
 `jax.jit(model.train_step, donate_argnums=0)`, the step Keras's JAX trainer
 compiles. For `LocalLossModel` that step trains module by module.
@@ -116,6 +121,55 @@ def memory(args):
                   f"{time.time() - start:.0f} s |", flush=True)
     if args.out:
         _write(args.out, {"what": "memory", "config": vars(args),
+                          "environment": _environment(), "rows": rows})
+    return rows
+
+
+# ---------------------------------------------------------------------- #
+# Step time.
+# ---------------------------------------------------------------------- #
+def speed(args):
+    """Seconds per train step of every rule on the same batch. All models
+    are compiled first; then rounds of `--steps` steps alternate between
+    them, so a drifting machine load slows every rule alike."""
+    rng = np.random.default_rng(args.seed)
+    x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(args.batch_size,)).astype("int32")
+    models = {}
+    for rule in args.rules.split(","):
+        ks = ([None] if rule in ("backprop", "backprop_remat")
+              else args.modules.split(","))
+        for k in ks:
+            keras.utils.set_random_seed(args.seed)
+            model = make_model(rule, k, args)
+            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                          loss=LOSS)
+            model.train_on_batch(x, y)  # compiles
+            models[(rule, getattr(model, "num_modules", 1))] = model
+    seconds = {key: [] for key in models}
+    for _ in range(args.rounds):
+        for key, model in models.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                logs = model.train_on_batch(x, y, return_dict=True)
+            float(logs["loss"])  # waits for the device
+            seconds[key].append((time.perf_counter() - start) / args.steps)
+    base = float(np.median(seconds[("backprop", 1)])) if (
+        ("backprop", 1) in seconds) else None
+    rows = []
+    print(f"backend={keras.backend.backend()} batch={args.batch_size} "
+          f"blocks_per_stage={args.blocks_per_stage} steps={args.steps} "
+          f"rounds={args.rounds}")
+    print("| rule | modules | s/step (median) | vs backprop |")
+    print("|---|---|---|---|")
+    for (rule, k), s in seconds.items():
+        median = float(np.median(s))
+        ratio = median / base if base else float("nan")
+        rows.append({"rule": rule, "modules": k, "seconds_per_step": median,
+                     "all": s, "ratio": ratio})
+        print(f"| {rule} | {k} | {median:.3f} | {ratio:.2f} |", flush=True)
+    if args.out:
+        _write(args.out, {"what": "speed", "config": vars(args),
                           "environment": _environment(), "rows": rows})
     return rows
 
@@ -289,7 +343,7 @@ def _write(path, payload):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("what", choices=["memory", "accuracy"])
+    parser.add_argument("what", choices=["memory", "accuracy", "speed"])
     parser.add_argument(
         "--rules", default=None,
         help="comma-separated; memory default: backprop,backprop_remat,"
@@ -309,15 +363,23 @@ def main(argv=None):
                         help="SGD default 0.1 x batch/128, Adam 1e-3")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="speed: steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="speed: timed rounds per rule")
     parser.add_argument("--out", default=None, help="JSON file of results")
     args = parser.parse_args(argv)
     if args.rules is None:
         args.rules = ("backprop,backprop_remat,backprop_checkpointed,dgl,"
                       "infopro,auglocal,man"
                       if args.what == "memory"
+                      else "backprop,backprop_checkpointed,dgl,infopro,"
+                      "auglocal,man" if args.what == "speed"
                       else "backprop,dgl,infopro,auglocal,man")
     if args.modules is None:
-        args.modules = "4,16" if args.what == "memory" else "16"
+        args.modules = "16" if args.what == "accuracy" else "4,16"
+    if args.what == "speed":
+        return speed(args)
     if args.what == "memory":
         if backend.BACKEND != "jax":
             raise SystemExit("The memory comparison needs KERAS_BACKEND=jax.")
