@@ -91,13 +91,20 @@ def _device():
 
 
 def fit_eval(recorder, experiment, dataset, rule, model, data, args, epochs,
-             learning_rate=1e-3, loss=None, eval_batch_size=None):
+             learning_rate=1e-3, loss=None, eval_batch_size=None, cosine_floor=None):
+    """Trains with Adam at `learning_rate`, constant, or with `cosine_floor`
+    set, cosine-decayed over the whole run down to `cosine_floor` times it."""
     wanted = [f for f in (args.rule_filter or "").split("|") if f]
     if wanted and not any(f in rule for f in wanted):
         return
     x, y, xt, yt = data
     print(f"-- {experiment} / {dataset} / {rule}", flush=True)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+    schedule = learning_rate
+    if cosine_floor is not None:
+        steps = epochs * -(-len(x) // args.batch_size)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate, steps, alpha=cosine_floor)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
                   metrics=["accuracy"])
     start = time.time()
     validation = None
@@ -113,6 +120,7 @@ def fit_eval(recorder, experiment, dataset, rule, model, data, args, epochs,
         "experiment": experiment, "dataset": dataset, "rule": rule,
         "epochs": epochs, "train": len(x), "test": len(xt),
         "batch_size": args.batch_size, "learning_rate": learning_rate,
+        "cosine_floor": cosine_floor,
         "test_accuracy": accuracy, "seconds_per_epoch": seconds,
         "final_train_loss": float(history.history["loss"][-1]),
     })
@@ -145,6 +153,7 @@ def run_physical(recorder, args):
     data = mnist(args)
     epochs = args.epochs or DEFAULT_EPOCHS["physical"]
     width = args.physical_width
+    floor = None if args.physical_cosine_floor < 0 else args.physical_cosine_floor
 
     def system(drift, noise=0.02):
         return SimulatedPhysicalSystem(784, width, noise=noise, drift=drift, seed=0)
@@ -159,14 +168,14 @@ def run_physical(recorder, args):
         readout = "" if args.physical_readout is None else ", softmax read-out"
         fit_eval(recorder, "physical", "mnist",
                  f"physical FF (noise 2%, drift {drift}{readout})", model, data, args,
-                 epochs, learning_rate=args.physical_lr)
+                 epochs, learning_rate=args.physical_lr, cosine_floor=floor)
     twin = keras.Sequential([
         keras.Input((784,)), system(0.0, noise=0.0).digital_twin(),
         keras.layers.LayerNormalization(center=False, scale=False),
         keras.layers.Dense(args.physical_units, activation="relu"), keras.layers.Dense(10),
     ])
     fit_eval(recorder, "physical", "mnist", "backprop through the digital twin", twin,
-             data, args, epochs, loss=CE)
+             data, args, epochs, loss=CE, learning_rate=args.physical_lr, cosine_floor=floor)
 
 
 def run_conv(recorder, args):
@@ -245,7 +254,13 @@ def main(argv=None):
     parser.add_argument("--physical-readout", choices=["none", "softmax"], default="softmax",
                         help="softmax: a local linear read-out on the digital activities; "
                              "none: predict by goodness (one pass per class).")
-    parser.add_argument("--label-scale", type=float, default=5.0)
+    parser.add_argument("--physical-cosine-floor", type=float, default=0.1,
+                        help="cosine-decay the physical runs' learning rate (all three "
+                             "rows) down to this fraction of it; negative: constant rate. "
+                             "A floor above 0 keeps the digital layers tracking a drifting box.")
+    parser.add_argument("--label-scale", type=float, default=1.0,
+                        help="value of the one-hot label appended to the physical FF "
+                             "digital layer's input.")
     parser.add_argument("--drift", type=float, default=1e-4,
                         help="medium rotation per box call in the drifting run.")
     parser.add_argument("--conv-layers", type=int, default=3)

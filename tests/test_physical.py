@@ -186,3 +186,22 @@ def test_bad_normalization_and_readout():
         _model(lambda a: a, measurement_normalization="batch")
     with pytest.raises(ValueError, match="Received: readout='linear'"):
         _model(lambda a: a, readout="linear")
+
+
+def test_physical_benchmark_runs_tiny(tmp_path):
+    """The benchmark's three physical rows run, all with the cosine schedule
+    floored at the requested fraction, and write their records."""
+    require_data("mnist.npz")
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "forward_forward_family.py")
+    main = runpy.run_path(path)["main"]
+    out = str(tmp_path / "phys.json")
+    recorder = main([
+        "--experiment", "physical", "--train", "300", "--test", "100", "--epochs", "1",
+        "--physical-width", "64", "--physical-units", "32", "--physical-cosine-floor", "0.25",
+        "--out", out,
+    ])
+    rules = [r["rule"] for r in recorder.runs]
+    assert len(rules) == 3 and rules[-1] == "backprop through the digital twin"
+    assert all(r["cosine_floor"] == 0.25 for r in recorder.runs)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in recorder.runs)
+    assert os.path.exists(out)
