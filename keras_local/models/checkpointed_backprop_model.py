@@ -4,8 +4,14 @@ from keras import ops
 from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.local_loss_model import LocalLossModel
+from keras_local.models.local_loss_model import _float_input
 from keras_local.models.local_loss_model import _sum
 from keras_local.rules.ordering import after
+
+
+# `LocalLossModel` arguments that only concern auxiliary networks.
+_AUXILIARY_ARGUMENTS = ("auxiliary", "auxiliary_depth", "infopro_lambdas",
+                        "momentum")
 
 
 @keras_local_export
@@ -61,8 +67,7 @@ class CheckpointedBackpropModel(LocalLossModel):
 
     def __init__(self, network, num_modules=None, cuts=None, seed=None,
                  **kwargs):
-        for name in ("auxiliary", "auxiliary_depth", "infopro_lambdas",
-                     "momentum"):
+        for name in _AUXILIARY_ARGUMENTS:
             kwargs.pop(name, None)
         super().__init__(network, num_modules=num_modules, cuts=cuts,
                          seed=seed, **kwargs)
@@ -80,9 +85,7 @@ class CheckpointedBackpropModel(LocalLossModel):
         self, trainable_values, non_trainable_values, x, y, sample_weight
     ):
         tv, ntv = list(trainable_values), list(non_trainable_values)
-        x = ops.convert_to_tensor(x)
-        if "float" not in str(x.dtype):
-            x = ops.cast(x, "float32")
+        x = _float_input(x)
         modules = self._module_list.value
         last = len(modules) - 1
         indices = [
@@ -161,7 +164,6 @@ class CheckpointedBackpropModel(LocalLossModel):
 
     def get_config(self):
         config = super().get_config()
-        for name in ("auxiliary", "auxiliary_depth", "infopro_lambdas",
-                     "momentum"):
+        for name in _AUXILIARY_ARGUMENTS:
             config.pop(name, None)
         return config

@@ -435,9 +435,7 @@ class LocalLossModel(LocalModel):
         self, trainable_values, non_trainable_values, x, y, sample_weight
     ):
         tv, ntv = list(trainable_values), list(non_trainable_values)
-        x = ops.convert_to_tensor(x)
-        if "float" not in str(x.dtype):
-            x = ops.cast(x, "float32")
+        x = _float_input(x)
         grads = [ops.zeros_like(v) for v in tv]
         new_ntv = list(ntv)
         total = ops.convert_to_tensor(0.0, dtype="float32")
@@ -554,6 +552,12 @@ class LocalLossModel(LocalModel):
 
 
 # ---------------------------------------------------------------------- #
+def _float_input(x):
+    """The input as a tensor, cast to float32 unless already floating."""
+    x = ops.convert_to_tensor(x)
+    return x if "float" in str(x.dtype) else ops.cast(x, "float32")
+
+
 def _sum(values):
     total = ops.convert_to_tensor(0.0, dtype="float32")
     for v in values:
