@@ -21,14 +21,21 @@ $(VENV)/.installed: requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
+# The backends' suites run TEST_JOBS at a time (each is mostly one busy
+# core), one log each under .test-logs/; a failing suite prints its whole
+# log, a passing one its summary. One thread per torch process: two
+# suites on two cores otherwise thrash.
+TEST_JOBS ?= 2
 test: venv
-	@set -e; for backend in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$backend"; \
-	  KERAS_BACKEND=$$backend TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests; \
-	done
+	@mkdir -p .test-logs; printf '%s\n' $(BACKENDS) | xargs -P $(TEST_JOBS) -I{} sh -c '\
+	  log=.test-logs/{}.log; start=$$(date +%s); \
+	  KERAS_BACKEND={} TF_CPP_MIN_LOG_LEVEL=3 OMP_NUM_THREADS=1 \
+	    $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests > $$log 2>&1; rc=$$?; \
+	  echo "=== KERAS_BACKEND={}: exit $$rc after $$(( $$(date +%s) - start )) s ($$log)"; \
+	  if [ $$rc -eq 0 ]; then tail -n 3 $$log; else cat $$log; fi; exit $$rc'
 
 benchmark: venv
 	KERAS_BACKEND=$(BENCHMARK_BACKEND) $(VENV)/bin/keras-local benchmark $(BENCHMARK_ARGS)
 
 clean:
-	rm -rf $(VENV) benchmarks/out
+	rm -rf $(VENV) benchmarks/out .test-logs

@@ -77,7 +77,8 @@ def make_model(rule, k, args):
         )
     net = network(rule, args)
     k = int(k)
-    cuts = infopro_cuts(args.blocks_per_stage, k)
+    cuts = args.cuts.split(",") if getattr(args, "cuts", None) else None
+    cuts = cuts or infopro_cuts(args.blocks_per_stage, k)
     if cuts is None:
         legal = len(LocalLossModel.split_points_of(net))
         split = {"num_modules": min(k, legal + 1)}
@@ -352,6 +353,10 @@ def main(argv=None):
     parser.add_argument("--modules", default=None,
                         help="comma-separated K values for the local rules "
                              "(memory default 4,16; accuracy default 16)")
+    parser.add_argument("--cuts", default=None,
+                        help="comma-separated cut layer names (e.g. "
+                             "stem_out,s0b0_out,s1b0_out); overrides the split "
+                             "that --modules picks")
     parser.add_argument("--blocks-per-stage", type=int, default=5,
                         help="5 = ResNet-32, 18 = ResNet-110")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -91,6 +91,42 @@ def test_split_points_are_single_tensor_boundaries():
     assert len(model.modules) == 3
 
 
+@pytest.mark.parametrize("num_modules", [2, 3, 4, 5])
+def test_balanced_split_is_the_least_squares_split(num_modules):
+    """`num_modules=K` picks the cuts minimising the sum of squared module
+    sizes (weighted layers): checked against brute force over every choice
+    of K-1 legal points, later points winning ties."""
+    from itertools import combinations
+
+    from keras_local.models import local_loss_model as llm
+
+    net = small_resnet()
+    graph = llm._as_graph(net)
+    points = llm._legal_points(graph)
+    total = llm._weighted_layers(graph)
+    costs = [0] + [c for _, _, c in points]
+
+    def sum_of_squares(chosen):
+        edges = [0] + [costs[i + 1] for i in chosen] + [total]
+        return sum((b - a) ** 2 for a, b in zip(edges, edges[1:]))
+
+    expected = min(
+        combinations(range(len(points)), num_modules - 1),
+        key=lambda chosen: (sum_of_squares(chosen), [-i for i in chosen]),
+    )
+    model = LocalLossModel(net, num_modules=num_modules)
+    assert model.cuts == [points[i][0] for i in expected]
+    sizes = [
+        sum(1 for layer in module.layers if layer.trainable_weights)
+        for module in model.modules
+    ]
+    assert sum(sizes) == total and min(sizes) >= 1
+    if num_modules <= 4:  # stem + 3 blocks: at K=5 the head must stand alone
+        # The last module keeps a residual block with the classifier rather
+        # than the classifier alone (what a greedy split did at K=4).
+        assert sizes[-1] > 1
+
+
 def test_composed_modules_reproduce_the_network(rng):
     net = small_resnet()
     model = LocalLossModel(net, num_modules=4, auxiliary="dgl")

@@ -221,7 +221,7 @@ class LocalLossModel(LocalModel):
                     f"single tensor leaves): {names}. Expected num_modules "
                     f"<= {len(names) + 1}."
                 )
-            chosen = _balanced_cuts(points, k)
+            chosen = _balanced_cuts(points, _weighted_layers(graph), k)
         self._graph = graph
         self._points = points
         self.cuts = [names[i] for i in chosen]
@@ -633,6 +633,11 @@ def _legal_points(graph):
     return points
 
 
+def _weighted_layers(graph):
+    """Number of layers with trainable weights: the balancing cost."""
+    return sum(1 for node in _linear_nodes(graph) if node.operation.trainable_weights)
+
+
 def _illegal_cut_message(graph, name, names):
     nodes = _linear_nodes(graph)
     where = [i for i, n in enumerate(nodes) if n.operation.name == name]
@@ -651,21 +656,37 @@ def _illegal_cut_message(graph, name, names):
     )
 
 
-def _balanced_cuts(points, k):
-    """K-1 split positions balancing the weighted layers per module."""
+def _balanced_cuts(points, total, k):
+    """K-1 split positions that balance the weighted layers per module.
+
+    Minimises the sum of squared module sizes (in weighted layers) by
+    dynamic programming, so no module is left nearly empty: a greedy split
+    at the ideal running totals can leave the classifier alone in the last
+    module. Ties go to the later point (after a block's activation rather
+    than before it).
+    """
     if k == 1:
         return []
-    total = points[-1][2] + 1
-    chosen = []
-    start = 0
-    for i in range(1, k):
-        target = i * total / k
-        hi = len(points) - (k - 1 - i)
-        candidates = range(start, hi)
-        best = min(candidates, key=lambda j: (abs(points[j][2] - target), -j))
-        chosen.append(best)
-        start = best + 1
-    return chosen
+    costs = [cost for _, _, cost in points]
+    # best[i]: (sum of squares, cut positions) of the best split of the
+    # layers before point i into the modules placed so far, the last
+    # ending at point i.
+    best = [(c * c, (i,)) for i, c in enumerate(costs)]
+    for _ in range(k - 2):
+        best = [
+            min(
+                ((best[j][0] + (costs[i] - costs[j]) ** 2, best[j][1] + (i,))
+                 for j in range(i) if best[j] is not None),
+                key=lambda option: (option[0], [-p for p in option[1]]),
+                default=None,
+            )
+            for i in range(len(costs))
+        ]
+    finals = [
+        (b[0] + (total - costs[i]) ** 2, b[1])
+        for i, b in enumerate(best) if b is not None
+    ]
+    return list(min(finals, key=lambda option: (option[0], [-p for p in option[1]]))[1])
 
 
 def _conv_bn_relu(h, filters, kernel, stride, name):
