@@ -42,9 +42,13 @@ class LocalLossModel(LocalModel):
     Args:
         network: a list of Keras layers (blocks) or a `keras.Model`
             (Sequential or Functional, single input and output).
-        num_modules: int, number of modules K. `None` with a list of blocks
-            means one module per block; with a model, `num_modules` or
-            `cuts` must be given. Defaults to `None`.
+        num_modules: int, number of modules K. The K-1 cuts are the legal
+            split points that balance the modules' numbers of weighted
+            layers (least sum of squares), so a ResNet is cut between
+            residual blocks and the classifier stays with the last block.
+            `None` with a list of blocks means one module per block; with a
+            model, `num_modules` or `cuts` must be given. Defaults to
+            `None`.
         cuts: list of layer names: the modules end after these layers
             (each must be a legal split point). Defaults to `None`.
         auxiliary: `"dgl"` (a small classifier: 3x3 conv + ReLU, global
