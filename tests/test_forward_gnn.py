@@ -538,6 +538,10 @@ def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule)
     xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
     model = ForwardGNNModel(3, rule=rule, num_layers=3, units=4, num_negatives=None, seed=4)
     model.build({k: v.shape for k, v in xb.items()})
+    # Weights from the test's own generator: with 4 ReLU units a backend's
+    # random initialisation can leave a layer dead and its gradient zero.
+    for v in model.trainable_variables:
+        v.assign(rng.normal(size=v.shape).astype("float32") * 0.5)
     tv = [v.value for v in model.trainable_variables]
     joint, _, _ = _grads(model, tv, xb, yb, wb)
     model.set_active_layer(1)
