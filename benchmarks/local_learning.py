@@ -77,8 +77,7 @@ def make_model(rule, k, args):
         )
     net = network(rule, args)
     k = int(k)
-    cuts = args.cuts.split(",") if getattr(args, "cuts", None) else None
-    cuts = cuts or infopro_cuts(args.blocks_per_stage, k)
+    cuts = args.cuts.split(",") if args.cuts else infopro_cuts(args.blocks_per_stage, k)
     if cuts is None:
         legal = len(LocalLossModel.split_points_of(net))
         split = {"num_modules": min(k, legal + 1)}

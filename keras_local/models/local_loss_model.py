@@ -672,16 +672,20 @@ def _balanced_cuts(points, total, k):
     if k == 1:
         return []
     costs = [cost for _, _, cost in points]
+
+    def preferred(option):  # least sum of squares, then the later cuts
+        return option[0], [-p for p in option[1]]
+
     # best[i]: (sum of squares, cut positions) of the best split of the
     # layers before point i into the modules placed so far, the last
-    # ending at point i.
+    # ending at point i (`None` where no split fits).
     best = [(c * c, (i,)) for i, c in enumerate(costs)]
     for _ in range(k - 2):
         best = [
             min(
                 ((best[j][0] + (costs[i] - costs[j]) ** 2, best[j][1] + (i,))
                  for j in range(i) if best[j] is not None),
-                key=lambda option: (option[0], [-p for p in option[1]]),
+                key=preferred,
                 default=None,
             )
             for i in range(len(costs))
@@ -690,7 +694,7 @@ def _balanced_cuts(points, total, k):
         (b[0] + (total - costs[i]) ** 2, b[1])
         for i, b in enumerate(best) if b is not None
     ]
-    return list(min(finals, key=lambda option: (option[0], [-p for p in option[1]]))[1])
+    return list(min(finals, key=preferred)[1])
 
 
 def _conv_bn_relu(h, filters, kernel, stride, name):
