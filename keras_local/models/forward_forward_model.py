@@ -29,10 +29,20 @@ class ForwardForwardModel(LocalModel):
     forwards one block, takes its local gradient, and hands the detached
     output to the next block.
 
+    With `goodness="channelwise"` (channel-wise competitive learning,
+    Papachristodoulou et al. 2024) no label is embedded and no negative
+    data are made: the last axis of each block (its channels, or the units
+    of a dense block) is split into `num_classes` groups, each group's
+    goodness is its class's score, and one pass per block gives the
+    positive goodness (the true class's group) and the negative goodness
+    (the other groups). Blocks may then hold `BatchNormalization`, which
+    a goodness over separate positive and negative batches cannot use.
+
     `predict(x)` returns per-class scores: for each candidate label, the
-    goodness accumulated over the blocks (or, with `readout="softmax"`, the
+    goodness accumulated over the blocks (one pass per class; one pass in
+    all with channel-wise goodness), or, with `readout="softmax"`, the
     probabilities of a softmax layer trained locally on the normalised
-    activities). Compile with `metrics=["accuracy"]` to get accuracy from
+    activities. Compile with `metrics=["accuracy"]` to get accuracy from
     `evaluate` and validation. Training logs `loss`, the sum of the block
     losses, and per block `block_{i}_loss`, `block_{i}_positive_goodness`
     and `block_{i}_negative_goodness` (epoch means); with random negatives
@@ -49,24 +59,34 @@ class ForwardForwardModel(LocalModel):
         num_classes: int, number of classes.
         threshold: float, the goodness threshold theta, or `"width"`:
             goodness is then the sum of squares and theta the number of
-            units of each block, as in common re-implementations. Defaults
-            to `2.0`.
+            units of each block (of each class group, with channel-wise
+            goodness), as in common re-implementations. Defaults to `2.0`.
         loss: `"softplus"` (softplus(theta - g_pos) + softplus(g_neg -
-            theta)) or `"symba"` (softplus(-alpha (g_pos - g_neg))).
-            Defaults to `"softplus"`.
+            theta)), `"symba"` (softplus(-alpha (g_pos - g_neg))) or, with
+            channel-wise goodness only, `"competitive"` (the CwC loss:
+            cross-entropy of the softmax over the class goodness). Defaults
+            to `"softplus"`.
         alpha: float, the SymBa scale. Defaults to `4.0`.
         normalization: `"rms"` (x / sqrt(mean(x^2)), width-independent),
             `"l2"` (x / ||x||, as in the common PyTorch reference) or
             `"none"`. Defaults to `"rms"`.
+        goodness: `"block"` (one goodness over all units of a block, the
+            label embedded in the input) or `"channelwise"` (one goodness
+            per class from groups of the block's last axis, which must be a
+            multiple of `num_classes`; no label embedding, no negative
+            data). Defaults to `"block"`.
         label_embedding: `"overlay"` (one-hot written over the first
             `num_classes` features, as in the paper; for images over the
             first `num_classes` pixels, every channel) or `"append"` (extra
             features; for images, `num_classes` constant one-hot channels).
-            Defaults to `"overlay"`.
+            Must be left `None` with channel-wise goodness. Defaults to
+            `None`: `"overlay"` with block goodness.
         label_scale: float, value written for the label. Defaults to `1.0`.
         negative_labels: `"random"` (a uniformly drawn wrong label, drawn
             inside the step from the seed) or `"hard"` (the most-confused
-            wrong label under the current weights). Defaults to `"random"`.
+            wrong label under the current weights). Must be left `None` with
+            channel-wise goodness. Defaults to `None`: `"random"` with
+            block goodness.
         skip_first_block: bool, leave the first block's goodness out of the
             prediction (the paper's choice for deep nets). Defaults to
             `False`.
@@ -102,6 +122,9 @@ class ForwardForwardModel(LocalModel):
           Investigations", 2022.
         - Lee & Song, "SymBa: A Symmetric Loss for the Forward-Forward
           Algorithm", 2023.
+        - Papachristodoulou, Kyrkou, Timotheou, Theocharides, "Convolutional
+          Channel-wise Competitive Learning for the Forward-Forward
+          Algorithm", AAAI 2024.
     """
 
     def __init__(
@@ -112,9 +135,10 @@ class ForwardForwardModel(LocalModel):
         loss="softplus",
         alpha=4.0,
         normalization="rms",
-        label_embedding="overlay",
+        goodness="block",
+        label_embedding=None,
         label_scale=1.0,
-        negative_labels="random",
+        negative_labels=None,
         skip_first_block=False,
         readout=None,
         peer_normalization=0.0,
@@ -125,10 +149,25 @@ class ForwardForwardModel(LocalModel):
         super().__init__(seed=seed, **kwargs)
         blocks = check_blocks(blocks)
         check_num_classes(num_classes)
-        _check_choice("loss", loss, ff.LOSSES)
+        _check_choice("goodness", goodness, ff.GOODNESS_TYPES)
+        if goodness == "channelwise":
+            _check_choice("loss", loss, ff.CHANNELWISE_LOSSES)
+            for name, value in (("label_embedding", label_embedding),
+                                ("negative_labels", negative_labels)):
+                if value is not None:
+                    raise ValueError(
+                        "With goodness='channelwise' the classes are read from "
+                        "channel groups of one pass: no label is embedded and "
+                        f"no negative data are made, so `{name}` must be left "
+                        f"None. Received: {name}={value!r}"
+                    )
+        else:
+            _check_choice("loss", loss, ff.LOSSES)
+            label_embedding = "overlay" if label_embedding is None else label_embedding
+            negative_labels = "random" if negative_labels is None else negative_labels
+            _check_choice("label_embedding", label_embedding, ff.LABEL_EMBEDDINGS)
+            _check_choice("negative_labels", negative_labels, NEGATIVE_LABELS)
         _check_choice("normalization", normalization, ff.NORMALIZATIONS)
-        _check_choice("label_embedding", label_embedding, ff.LABEL_EMBEDDINGS)
-        _check_choice("negative_labels", negative_labels, NEGATIVE_LABELS)
         _check_choice("readout", readout, READOUTS)
         self.blocks = blocks
         self.num_classes = int(num_classes)
@@ -141,6 +180,7 @@ class ForwardForwardModel(LocalModel):
         self.loss_type = loss
         self.alpha = float(alpha)
         self.normalization = normalization
+        self.goodness = goodness
         self.label_embedding = label_embedding
         self.label_scale = float(label_scale)
         self.negative_labels = negative_labels
@@ -184,7 +224,19 @@ class ForwardForwardModel(LocalModel):
                 block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             width = int(np.prod(shape[1:]))
-            self._thresholds.append(float(width) if self.threshold == "width" else self.threshold)
+            if self.channelwise:
+                if shape[-1] is None or shape[-1] % self.num_classes:
+                    raise ValueError(
+                        "Channel-wise goodness splits the last axis of every "
+                        f"block into num_classes={self.num_classes} equal "
+                        f"groups. Received: block {i} ({block.name}) with "
+                        f"output shape {shape}. Give it a multiple of "
+                        f"{self.num_classes} channels or units."
+                    )
+                group_width = float(width // self.num_classes)
+                self._thresholds.append(group_width if self.threshold == "width" else self.threshold)
+            else:
+                self._thresholds.append(float(width) if self.threshold == "width" else self.threshold)
             if self.peer_normalization and len(self.running_means) < len(self.blocks):
                 self.running_means.append(
                     self.add_weight(
@@ -198,6 +250,10 @@ class ForwardForwardModel(LocalModel):
             self.readout_layer.build((None, features))
         self.built = True
 
+    @property
+    def channelwise(self):
+        return self.goodness == "channelwise"
+
     def _embedded_shape(self, input_shape):
         shape = (None,) + tuple(input_shape[1:])
         if self.label_embedding == "append":
@@ -209,6 +265,11 @@ class ForwardForwardModel(LocalModel):
         # against theta = the number of units.
         return ff.goodness(activity, "sum" if self.threshold == "width" else "mean")
 
+    def _class_goodness(self, activity):
+        return ff.channelwise_goodness(
+            activity, self.num_classes, "sum" if self.threshold == "width" else "mean"
+        )
+
     def _first_scored_block(self):
         return 1 if self.skip_first_block and len(self.blocks) > 1 else 0
 
@@ -219,11 +280,15 @@ class ForwardForwardModel(LocalModel):
     # Forward passes, written once over a `run_block(block, inputs)`.
     # ------------------------------------------------------------------ #
     def _embed(self, x, labels):
+        if self.channelwise:
+            return x
         return ff.embed_label(
             x, labels, self.num_classes, self.label_embedding, self.label_scale
         )
 
     def _goodness_scores(self, x, run_block):
+        if self.channelwise:
+            return self._channelwise_scores(x, run_block)
         batch = ops.shape(x)[0]
         k = self.num_classes
         tiled = ops.reshape(
@@ -237,6 +302,14 @@ class ForwardForwardModel(LocalModel):
             if i >= self._first_scored_block():
                 total = total + self._goodness(h)
         return ops.reshape(total, (batch, k))
+
+    def _channelwise_scores(self, x, run_block):
+        h, total = x, 0.0
+        for i, block in enumerate(self.blocks):
+            h = run_block(block, ff.normalize_length(h, self.normalization))
+            if i >= self._first_scored_block():
+                total = total + self._class_goodness(h)
+        return total
 
     def _readout_features(self, x, run_block):
         neutral = ops.full(
@@ -299,6 +372,8 @@ class ForwardForwardModel(LocalModel):
         tv, ntv = trainable_values, non_trainable_values
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
         x = ops.convert_to_tensor(x)
+        if self.channelwise:
+            return self._channelwise_grads(tv, ntv, x, y, sample_weight)
         negatives, scores = self.negative_labels_for(tv, ntv, x, y)
         h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
         grads = [ops.zeros_like(v) for v in tv]
@@ -341,6 +416,64 @@ class ForwardForwardModel(LocalModel):
             total = total + readout_loss
             logs["readout_loss"] = readout_loss
         return grads, ntv, total, y_pred, logs
+
+    def _channelwise_grads(self, tv, ntv, x, y, sample_weight):
+        # One pass per block: the class groups of its output give the
+        # positive and the negative goodness at once.
+        grads = [ops.zeros_like(v) for v in tv]
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        scores = ops.zeros((ops.shape(x)[0], self.num_classes), dtype=x.dtype)
+        logs, h = {}, x
+        for i, block in enumerate(self.blocks):
+            t_idx = self.variable_indices(block, trainable=True)
+            n_idx = self.variable_indices(block, trainable=False)
+            peer_idx = None
+            peer = None
+            if self.peer_normalization:
+                peer_idx = [self.variable_position(self.running_means[i])]
+                peer = ntv[peer_idx[0]]
+            threshold = self._thresholds[i]
+
+            def block_loss(params, inputs, block_ntv, running_mean, block=block, threshold=threshold):
+                out, new_block_ntv = block.stateless_call(
+                    params, block_ntv, inputs, **training_kwargs(block, True)
+                )
+                class_goodness = self._class_goodness(out)
+                per_sample = ff.channelwise_loss(
+                    class_goodness, y, threshold, self.loss_type, self.alpha
+                )
+                loss = _weighted_mean(per_sample, sample_weight)
+                if running_mean is not None:
+                    peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
+                    loss = loss + self.peer_normalization * peer_loss
+                g_pos, g_neg = ff.split_class_goodness(class_goodness, y)
+                return loss, (out, new_block_ntv, class_goodness, ops.mean(g_pos), ops.mean(g_neg), running_mean)
+
+            (loss, (h, block_ntv, class_goodness, g_pos, g_neg, peer)), block_grads = backend.value_and_grad(
+                block_loss, has_aux=True
+            )(self.gather(tv, t_idx), ff.normalize_length(h, self.normalization),
+              self.gather(ntv, n_idx), peer)
+            grads = self.scatter(grads, t_idx, block_grads)
+            ntv = self.scatter(ntv, n_idx, block_ntv)
+            if peer is not None:
+                ntv = self.scatter(ntv, peer_idx, [peer])
+            # The next block waits for this block's gradients (see below).
+            h = after(backend.stop_gradient(h), block_grads)
+            if i >= self._first_scored_block():
+                scores = scores + backend.stop_gradient(class_goodness)
+            total = total + ops.cast(loss, "float32")
+            logs[f"block_{i}_loss"] = loss
+            logs[f"block_{i}_positive_goodness"] = g_pos
+            logs[f"block_{i}_negative_goodness"] = g_neg
+        if self.readout_layer is not None:
+            readout_loss, readout_grads, scores = self._readout_grads(
+                tv, ntv, x, y, sample_weight
+            )
+            idx = self.variable_indices(self.readout_layer)
+            grads = self.scatter(grads, idx, readout_grads)
+            total = total + readout_loss
+            logs["readout_loss"] = readout_loss
+        return grads, ntv, total, scores, logs
 
     def _separable_block_step(
         self, block, params, block_ntv, x_pos, x_neg, sample_weight, threshold, running_mean
@@ -416,6 +549,8 @@ class ForwardForwardModel(LocalModel):
         """Summed block losses, the hardest wrong label as negative."""
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
         x = ops.convert_to_tensor(x)
+        if self.channelwise:
+            return self._channelwise_evaluation_loss(tv, ntv, x, y, sample_weight)
         negatives = ff.hardest_wrong_labels(y_pred, y)
         run_block = self._stateless_runner(tv, ntv)
         h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
@@ -430,6 +565,17 @@ class ForwardForwardModel(LocalModel):
             total = total + ops.cast(
                 _weighted_mean(per_sample, sample_weight), "float32"
             )
+        return total
+
+    def _channelwise_evaluation_loss(self, tv, ntv, x, y, sample_weight):
+        run_block = self._stateless_runner(tv, ntv)
+        h, total = x, ops.convert_to_tensor(0.0, dtype="float32")
+        for block, threshold in zip(self.blocks, self._thresholds):
+            h = run_block(block, ff.normalize_length(h, self.normalization))
+            per_sample = ff.channelwise_loss(
+                self._class_goodness(h), y, threshold, self.loss_type, self.alpha
+            )
+            total = total + ops.cast(_weighted_mean(per_sample, sample_weight), "float32")
         return total
 
     # ------------------------------------------------------------------ #
@@ -467,6 +613,7 @@ class ForwardForwardModel(LocalModel):
                 "loss": self.loss_type,
                 "alpha": self.alpha,
                 "normalization": self.normalization,
+                "goodness": self.goodness,
                 "label_embedding": self.label_embedding,
                 "label_scale": self.label_scale,
                 "negative_labels": self.negative_labels,

@@ -5,6 +5,10 @@ from keras import ops
 from keras_local.rules.portable_random import portable_randint
 
 LOSSES = ("softplus", "symba")
+# "competitive" needs every class's goodness from one pass: channel-wise
+# goodness only.
+CHANNELWISE_LOSSES = LOSSES + ("competitive",)
+GOODNESS_TYPES = ("block", "channelwise")
 NORMALIZATIONS = ("rms", "l2", "none")
 # "layer" (centre, then rms) is offered where a block reads raw physical
 # measurements, whose per-sample offset carries little information.
@@ -22,6 +26,60 @@ def goodness(activity, reduction="mean"):
     if reduction == "sum":
         return ops.sum(ops.square(activity), axis=_feature_axes(activity))
     return ops.mean(ops.square(activity), axis=_feature_axes(activity))
+
+
+def channelwise_goodness(activity, num_classes, reduction="mean"):
+    """Class-wise goodness from one pass: shape `(B, num_classes)`.
+
+    The last axis (channels, or units of a dense block) is split into
+    `num_classes` equal, contiguous groups; entry `[b, k]` is the mean (or,
+    with `reduction="sum"`, the sum) of squared activities of group `k`
+    over every non-batch position of sample `b` (Papachristodoulou et al.,
+    "Convolutional Channel-wise Competitive Learning for the Forward-Forward
+    Algorithm", AAAI 2024). The caller checks that the groups divide.
+    """
+    activity = ops.convert_to_tensor(activity)
+    channels = activity.shape[-1]
+    grouped = ops.reshape(
+        ops.square(activity), (ops.shape(activity)[0], -1, num_classes, channels // num_classes)
+    )
+    if reduction == "sum":
+        return ops.sum(grouped, axis=(1, 3))
+    return ops.mean(grouped, axis=(1, 3))
+
+
+def split_class_goodness(class_goodness, labels):
+    """`(g_pos, g_neg)` of shape `(B,)` from class-wise goodness `(B, K)`:
+    the true class's goodness, and the mean goodness of the other classes
+    (the CwC paper's positive and negative goodness of one pass)."""
+    class_goodness = ops.convert_to_tensor(class_goodness)
+    num_classes = class_goodness.shape[-1]
+    mask = ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype=class_goodness.dtype)
+    g_pos = ops.sum(class_goodness * mask, axis=-1)
+    g_neg = ops.sum(class_goodness * (1.0 - mask), axis=-1) / (num_classes - 1)
+    return g_pos, g_neg
+
+
+def channelwise_loss(class_goodness, labels, threshold=2.0, loss="competitive", alpha=4.0):
+    """Per-sample loss `(B,)` of class-wise goodness `(B, K)`.
+
+    `"competitive"`: the CwC loss, cross-entropy of the softmax over the
+    class goodness with the true label; `"softplus"` / `"symba"`: the
+    Forward-Forward losses with the true class's goodness as positive and
+    the other classes' mean goodness as negative.
+    """
+    if loss == "competitive":
+        log_probabilities = ops.log_softmax(class_goodness, axis=-1)
+        mask = ops.one_hot(ops.cast(labels, "int32"), class_goodness.shape[-1],
+                           dtype=log_probabilities.dtype)
+        return -ops.sum(log_probabilities * mask, axis=-1)
+    if loss not in LOSSES:
+        raise ValueError(
+            f"Unknown channel-wise loss. Expected one of {CHANNELWISE_LOSSES}. "
+            f"Received: loss={loss!r}"
+        )
+    g_pos, g_neg = split_class_goodness(class_goodness, labels)
+    return forward_forward_loss(g_pos, g_neg, threshold, loss, alpha)
 
 
 def peer_normalization(activity, running_mean, momentum=0.9):
