@@ -6,8 +6,10 @@ Experiments (each one trains every rule for the same number of epochs):
   intensities, 2% measurement noise), physical FF without and with drift,
   beside backprop through the noiseless digital twin.
 - `conv`: CIFAR-10, FF with `LocallyConnected2D` blocks (local receptive
-  fields, as in the FF paper) and with `Conv2D` blocks, each beside the same
-  blocks trained with backprop.
+  fields, as in the FF paper), with `Conv2D` blocks, and channel-wise
+  competitive FF (`goodness="channelwise"`) with Conv2D-ReLU-pool-BatchNorm
+  blocks, each beside the same blocks trained with backprop
+  (`--conv-variants` picks some).
 - `sf`: single forward (SF) and top-down SF against FF and backprop, dense
   blocks, on MNIST and on CIFAR-10 (flattened).
 
@@ -133,10 +135,15 @@ def mnist(args):
             xt[:nt].reshape(-1, 784).astype("float32") / 255, yt[:nt].astype("int32"))
 
 
-def cifar10(args):
+def cifar10(args, standardize=False):
+    """CIFAR-10 in [0, 1], or standardised per channel with the training
+    images' statistics."""
     (x, y), (xt, yt) = load_cifar10(max_train=args.train, max_test=args.test)
-    return (x.astype("float32") / 255, y.reshape(-1).astype("int32"),
-            xt.astype("float32") / 255, yt.reshape(-1).astype("int32"))
+    x, xt = x.astype("float32") / 255, xt.astype("float32") / 255
+    if standardize:
+        mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+        x, xt = (x - mean) / std, (xt - mean) / std
+    return x, y.reshape(-1).astype("int32"), xt, yt.reshape(-1).astype("int32")
 
 
 def dense_blocks(units, layers):
@@ -179,8 +186,13 @@ def run_physical(recorder, args):
 
 
 def run_conv(recorder, args):
-    data = cifar10(args)
     epochs = args.epochs or DEFAULT_EPOCHS["conv"]
+    variants = args.conv_variants.split(",")
+    if "channelwise" in variants:
+        run_channelwise_conv(recorder, args, epochs)
+    if not {"locally_connected", "conv"} & set(variants):
+        return
+    data = cifar10(args)
 
     def local_blocks():
         return [LocallyConnected2D(args.lc_filters, args.lc_kernel, padding="same",
@@ -191,6 +203,8 @@ def run_conv(recorder, args):
                 for _ in range(args.conv_layers)]
 
     for name, blocks in (("locally connected", local_blocks), ("conv", conv_blocks)):
+        if name.replace(" ", "_") not in variants:
+            continue
         ff_model = ForwardForwardModel(
             blocks(), 10, threshold=args.conv_threshold, label_embedding="append",
             peer_normalization=0.03, skip_first_block=args.conv_layers > 1,
@@ -202,6 +216,29 @@ def run_conv(recorder, args):
                  epochs, learning_rate=args.conv_lr, eval_batch_size=args.eval_batch_size)
         fit_eval(recorder, "conv", "cifar10", f"backprop, same {name} blocks",
                  backprop_net(data[0].shape[1:], blocks()), data, args, epochs, loss=CE)
+
+
+def run_channelwise_conv(recorder, args, epochs):
+    """Channel-wise competitive FF (CwC loss, top block's class goodness as
+    the prediction) beside backprop through the same blocks plus a dense
+    head; Adam with the same cosine decay to 0 for both."""
+    data = cifar10(args, standardize=True)
+
+    def blocks():
+        return [keras.Sequential([
+            keras.layers.Conv2D(int(f), 3, padding="same"), keras.layers.ReLU(),
+            keras.layers.MaxPooling2D(2), keras.layers.BatchNormalization(momentum=0.9),
+        ]) for f in args.cwc_filters.split(",")]
+
+    model = ForwardForwardModel(
+        blocks(), 10, goodness="channelwise", loss="competitive",
+        normalization=args.cwc_normalization, scored_blocks=1, seed=0,
+    )
+    fit_eval(recorder, "conv", "cifar10", "FF, channel-wise competitive, conv-BN blocks",
+             model, data, args, epochs, learning_rate=args.cwc_lr, cosine_floor=0.0)
+    fit_eval(recorder, "conv", "cifar10", "backprop, same conv-BN blocks",
+             backprop_net(data[0].shape[1:], blocks()), data, args, epochs, loss=CE,
+             learning_rate=args.cwc_lr, cosine_floor=0.0)
 
 
 def run_sf(recorder, args):
@@ -272,6 +309,15 @@ def main(argv=None):
     parser.add_argument("--eval-batch-size", type=int, default=25,
                         help="test batch of the conv FF scoring (x10 labels).")
     parser.add_argument("--conv-readout", choices=["none", "softmax"], default="none")
+    parser.add_argument("--conv-variants", default="locally_connected,conv,channelwise",
+                        help="comma-separated subset of locally_connected,conv,channelwise.")
+    parser.add_argument("--cwc-filters", default="40,80,160,320",
+                        help="channels of the channel-wise FF blocks (multiples of 10).")
+    parser.add_argument("--cwc-lr", type=float, default=1e-3,
+                        help="Adam rate of the channel-wise FF run and its backprop twin, "
+                             "cosine-decayed to 0.")
+    parser.add_argument("--cwc-normalization", choices=["none", "rms"], default="none",
+                        help="length normalisation between the channel-wise FF blocks.")
     parser.add_argument("--conv-threshold", type=_threshold, default="width",
                         help="'width' (sum of squares against the block size) or a float "
                              "(mean of squares against it).")

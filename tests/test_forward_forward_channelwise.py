@@ -177,3 +177,37 @@ def test_bad_channelwise_configurations_are_rejected():
         ForwardForwardModel([keras.layers.Dense(6)], num_classes=3, loss="competitive")
     with pytest.raises(ValueError, match="goodness"):
         ForwardForwardModel([keras.layers.Dense(6)], num_classes=3, goodness="pixelwise")
+
+
+def test_scored_blocks_predicts_from_the_top_blocks_only(rng):
+    x = rng.normal(size=(8, 5)).astype("float32")
+    model = _dense_model(scored_blocks=1)
+    model.build((None, 5))
+    h = model.blocks[0](ff.normalize_length(ops.convert_to_tensor(x)))
+    top = model.blocks[1](ff.normalize_length(h))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), _np_class_goodness(_np(top), 3), rtol=1e-5, atol=1e-7
+    )
+    for bad in ({"scored_blocks": 0}, {"scored_blocks": 3}, {"scored_blocks": 1, "skip_first_block": True}):
+        with pytest.raises(ValueError, match="scored_blocks"):
+            _dense_model(**bad)
+
+
+def test_channelwise_conv_benchmark_runs_tiny(tmp_path):
+    """The benchmark's channel-wise FF row and its backprop twin run and
+    record the same schedule (cosine decay to 0)."""
+    import os
+    import runpy
+
+    from tests.conftest import require_data
+
+    require_data("cifar10_jpeg.npz")
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "forward_forward_family.py")
+    main = runpy.run_path(path)["main"]
+    recorder = main([
+        "--experiment", "conv", "--conv-variants", "channelwise", "--train", "200",
+        "--test", "100", "--epochs", "1", "--cwc-filters", "10,20", "--out", str(tmp_path / "c.json"),
+    ])
+    rules = [r["rule"] for r in recorder.runs]
+    assert rules == ["FF, channel-wise competitive, conv-BN blocks", "backprop, same conv-BN blocks"]
+    assert all(r["cosine_floor"] == 0.0 and 0.0 <= r["test_accuracy"] <= 1.0 for r in recorder.runs)

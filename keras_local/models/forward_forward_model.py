@@ -90,6 +90,10 @@ class ForwardForwardModel(LocalModel):
         skip_first_block: bool, leave the first block's goodness out of the
             prediction (the paper's choice for deep nets). Defaults to
             `False`.
+        scored_blocks: int or `None`, predict from the last
+            `scored_blocks` blocks only (`1`: the top block alone, the CwC
+            paper's predictor). Cannot be combined with `skip_first_block`.
+            Defaults to `None` (every block, see `skip_first_block`).
         readout: `None` or `"softmax"`: a softmax layer on the normalised
             activities of a neutral-label pass, trained locally with
             cross-entropy. Defaults to `None`.
@@ -140,6 +144,7 @@ class ForwardForwardModel(LocalModel):
         label_scale=1.0,
         negative_labels=None,
         skip_first_block=False,
+        scored_blocks=None,
         readout=None,
         peer_normalization=0.0,
         peer_momentum=0.9,
@@ -185,6 +190,17 @@ class ForwardForwardModel(LocalModel):
         self.label_scale = float(label_scale)
         self.negative_labels = negative_labels
         self.skip_first_block = bool(skip_first_block)
+        if scored_blocks is not None:
+            if (not isinstance(scored_blocks, (int, np.integer)) or isinstance(scored_blocks, bool)
+                    or not 1 <= scored_blocks <= len(blocks) or skip_first_block):
+                raise ValueError(
+                    "`scored_blocks` must be None or an int between 1 and the "
+                    f"number of blocks ({len(blocks)}), and cannot be combined "
+                    "with skip_first_block=True. Received: "
+                    f"scored_blocks={scored_blocks!r}, skip_first_block={skip_first_block!r}"
+                )
+            scored_blocks = int(scored_blocks)
+        self.scored_blocks = scored_blocks
         self.readout = readout
         if not 0.0 <= float(peer_momentum) < 1.0 or float(peer_normalization) < 0:
             raise ValueError(
@@ -271,6 +287,8 @@ class ForwardForwardModel(LocalModel):
         )
 
     def _first_scored_block(self):
+        if self.scored_blocks is not None:
+            return len(self.blocks) - self.scored_blocks
         return 1 if self.skip_first_block and len(self.blocks) > 1 else 0
 
     def compute_output_shape(self, input_shape):
@@ -618,6 +636,7 @@ class ForwardForwardModel(LocalModel):
                 "label_scale": self.label_scale,
                 "negative_labels": self.negative_labels,
                 "skip_first_block": self.skip_first_block,
+                "scored_blocks": self.scored_blocks,
                 "readout": self.readout,
                 "peer_normalization": self.peer_normalization,
                 "peer_momentum": self.peer_momentum,
