@@ -2,7 +2,7 @@
 Title: Zeroth-order fine-tuning with ZerothOrderModel (MeZO)
 Author: keras_local contributors
 Date created: 2026/11/27
-Last modified: 2026/11/27
+Last modified: 2026/12/01
 Description: Train any Keras model from forward passes alone, at inference-level memory.
 """
 
@@ -121,7 +121,12 @@ print("0-1 training error", [round(v, 3) for v in h.history["loss"]][-3:])
 `examples/sst2_mezo_minilm.py` fine-tunes the pretrained MiniLM-L6 (BERT,
 22.7M parameters, loaded offline with keras-hub) on SST-2 with ZO-SGD,
 ZO-Adam, the forward gradient, hybrid training and first-order baselines at
-an equal step budget.
+an equal step budget. With `--top-layers N` only the top `N` transformer
+layers (plus pooling and head) are trained: the frozen layers below run
+once per sentence and their output is cached
+(`keras_local.benchmark.minilm_classifier.split_minilm_classifier`), so a
+zeroth-order step costs about `N / 6` of a full forward pass and thousands
+of steps fit on a CPU.
 
 ## Conclusion
 
