@@ -420,19 +420,8 @@ class ForwardForwardModel(LocalModel):
             if peer is not None:
                 ntv = self.scatter(ntv, peer_idx, [peer])
             total = total + ops.cast(loss, "float32")
-            logs[f"block_{i}_loss"] = loss
-            logs[f"block_{i}_positive_goodness"] = g_pos
-            logs[f"block_{i}_negative_goodness"] = g_neg
-
-        y_pred = scores
-        if self.readout_layer is not None:
-            readout_loss, readout_grads, y_pred = self._readout_grads(
-                tv, ntv, x, y, sample_weight
-            )
-            idx = self.variable_indices(self.readout_layer)
-            grads = self.scatter(grads, idx, readout_grads)
-            total = total + readout_loss
-            logs["readout_loss"] = readout_loss
+            _log_block(logs, i, loss, g_pos, g_neg)
+        grads, total, y_pred = self._add_readout(tv, ntv, x, y, sample_weight, grads, total, logs, scores)
         return grads, ntv, total, y_pred, logs
 
     def _channelwise_grads(self, tv, ntv, x, y, sample_weight):
@@ -480,18 +469,21 @@ class ForwardForwardModel(LocalModel):
             if i >= self._first_scored_block():
                 scores = scores + backend.stop_gradient(class_goodness)
             total = total + ops.cast(loss, "float32")
-            logs[f"block_{i}_loss"] = loss
-            logs[f"block_{i}_positive_goodness"] = g_pos
-            logs[f"block_{i}_negative_goodness"] = g_neg
-        if self.readout_layer is not None:
-            readout_loss, readout_grads, scores = self._readout_grads(
-                tv, ntv, x, y, sample_weight
-            )
-            idx = self.variable_indices(self.readout_layer)
-            grads = self.scatter(grads, idx, readout_grads)
-            total = total + readout_loss
-            logs["readout_loss"] = readout_loss
-        return grads, ntv, total, scores, logs
+            _log_block(logs, i, loss, g_pos, g_neg)
+        grads, total, y_pred = self._add_readout(tv, ntv, x, y, sample_weight, grads, total, logs, scores)
+        return grads, ntv, total, y_pred, logs
+
+    def _add_readout(self, tv, ntv, x, y, sample_weight, grads, total, logs, y_pred):
+        """Adds the local read-out's gradients and loss, if there is one;
+        its probabilities are then the step's prediction."""
+        if self.readout_layer is None:
+            return grads, total, y_pred
+        readout_loss, readout_grads, y_pred = self._readout_grads(
+            tv, ntv, x, y, sample_weight
+        )
+        grads = self.scatter(grads, self.variable_indices(self.readout_layer), readout_grads)
+        logs["readout_loss"] = readout_loss
+        return grads, total + readout_loss, y_pred
 
     def _separable_block_step(
         self, block, params, block_ntv, x_pos, x_neg, sample_weight, threshold, running_mean
@@ -651,6 +643,12 @@ class ForwardForwardModel(LocalModel):
             keras.saving.deserialize_keras_object(b) for b in config["blocks"]
         ]
         return cls(**config)
+
+
+def _log_block(logs, i, loss, g_pos, g_neg):
+    logs[f"block_{i}_loss"] = loss
+    logs[f"block_{i}_positive_goodness"] = g_pos
+    logs[f"block_{i}_negative_goodness"] = g_neg
 
 
 def _weighted_mean(per_sample, sample_weight):
