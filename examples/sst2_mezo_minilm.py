@@ -154,23 +154,37 @@ def split_rows(n_train, n_dev, args):
 # ---------------------------------------------------------------------- #
 # The two modes: each returns (make_net, pool, sets, start weights, probe).
 # ---------------------------------------------------------------------- #
+def fit_probe(net, pool, sets, args):
+    """The linear probe, the common start of every rule: the head of `net`
+    trained as a logistic regression on the frozen network's pooled
+    features, computed once in inference mode (no dropout). Returns its
+    accuracy on each evaluated set; the head of `net` holds the result."""
+    head = net.get_layer("head")
+    features = keras.Model(net.input, head.input)
+    feats = lambda x: features.predict(x, batch_size=64, verbose=0)
+    probe_net = keras.Sequential([keras.Input((head.input.shape[-1],)), head])
+    probe_net.compile(optimizer=keras.optimizers.Adam(args.probe_lr), loss=loss(),
+                      metrics=["accuracy"])
+    set_features = {name: (feats(x), y) for name, (x, y) in sets.items()}
+    keras.utils.set_random_seed(args.seed)
+    history = probe_net.fit(feats(pool[0]), pool[1], batch_size=args.batch_size,
+                            epochs=args.probe_epochs, verbose=0,
+                            validation_data=set_features.get("validation"))
+    if "val_accuracy" in history.history:
+        print("linear probe, validation accuracy per epoch:",
+              [round(a, 4) for a in history.history["val_accuracy"]], flush=True)
+    return {name: float(probe_net.evaluate(f, y, verbose=0)[1])
+            for name, (f, y) in set_features.items()}
+
+
 def setup_full(backbone, data, rows, args):
     sets = {name: (take(data[part][0], r), data[part][1][r])
             for name, (part, r) in rows.items()}
-    x_pool, y_pool = sets.pop("pool")
+    pool = sets.pop("pool")
     net = classifier(backbone, args.length)
-    for layer in net.layers:
-        layer.trainable = layer.name == "head"
-    net.compile(optimizer=keras.optimizers.Adam(args.probe_lr), loss=loss(),
-                metrics=["accuracy"])
-    keras.utils.set_random_seed(args.seed)
-    net.fit(x_pool, y_pool, batch_size=args.batch_size, epochs=args.probe_epochs,
-            verbose=0)
-    for layer in net.layers:
-        layer.trainable = True
-    probe = {name: float(net.evaluate(x, y, verbose=0)[1]) for name, (x, y) in sets.items()}
+    probe = fit_probe(net, pool, sets, args)
     make_net = lambda: classifier(backbone, args.length)
-    return make_net, (x_pool, y_pool), sets, net.get_weights(), probe
+    return make_net, pool, sets, net.get_weights(), probe
 
 
 def hidden_states(bottom, data, rows, args):
@@ -224,25 +238,7 @@ def setup_top(backbone, data, rows, args):
         x = {"hidden_states": hidden[name], "padding_mask": data[part][0]["padding_mask"][r]}
         sets[name] = (x, data[part][1][r])
     pool = sets.pop("pool")
-    # The linear probe: the head on the frozen network's pooled output,
-    # a logistic regression on features computed once (no dropout).
-    head = top.get_layer("head")
-    features = keras.Model(top.input, head.input)
-    feats = lambda x: features.predict(x, batch_size=64, verbose=0)
-    probe_net = keras.Sequential([keras.Input((head.input.shape[-1],)), head])
-    probe_net.compile(optimizer=keras.optimizers.Adam(args.probe_lr), loss=loss(),
-                      metrics=["accuracy"])
-    pool_features = feats(pool[0])
-    set_features = {name: (feats(x), y) for name, (x, y) in sets.items()}
-    keras.utils.set_random_seed(args.seed)
-    history = probe_net.fit(pool_features, pool[1], batch_size=args.batch_size,
-                            epochs=args.probe_epochs, verbose=0,
-                            validation_data=set_features.get("validation"))
-    if "val_accuracy" in history.history:
-        print("linear probe, validation accuracy per epoch:",
-              [round(a, 4) for a in history.history["val_accuracy"]], flush=True)
-    probe = {name: float(probe_net.evaluate(f, y, verbose=0)[1])
-             for name, (f, y) in set_features.items()}
+    probe = fit_probe(top, pool, sets, args)
 
     def make_net():
         _, net = split_minilm_classifier(backbone, args.length, args.top_layers)
