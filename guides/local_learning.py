@@ -21,8 +21,8 @@ so only one module's activations are alive at a time.
 `LocalLossModel` does this for any Keras model with the auxiliary networks
 of four papers:
 
-- `"dgl"`: a small classifier: a 3x3 convolution, global pooling and a
-  dense layer (after Belilovsky et al.).
+- `"dgl"`: a small classifier: a 3x3 convolution (strided on large maps),
+  global pooling and a dense layer (after Belilovsky et al.).
 - `"infopro"`: a strided-conv classifier plus a decoder that reconstructs
   the input (Wang et al.), so modules keep information about the input.
 - `"auglocal"`: fresh copies of a uniform selection of the *later* layers,

@@ -235,7 +235,7 @@ def test_modules_free_their_activations_on_jax():
     Measured on XLA CPU (jax 0.10.2) with DGL's pool-by-4 head: 0.30 (10.2
     vs 34.4 MiB), 0.41 without `backend.barrier` at the module boundaries
     (XLA then recomputes the residual stream from earlier modules'
-    outputs); it also passes with the current full-resolution head. The
+    outputs); it also passes with the current strided 3x3 conv head. The
     bound, 0.5, is the claim itself (well under backprop), not the number.
     """
     from keras_local import backend
