@@ -306,9 +306,8 @@ class LocalLossModel(LocalModel):
         n = self._graph.outputs[0].shape[-1]
         act = self._output_activation()
         if len(h.shape) == 4:
-            stride = 2 if None not in h.shape[1:3] and min(h.shape[1:3]) > 8 else 1
             h = keras.layers.Conv2D(
-                h.shape[-1], 3, strides=stride, padding="same",
+                h.shape[-1], 3, strides=_head_stride(h), padding="same",
                 activation="relu", name=f"aux{k}_conv",
             )(h)
             h = keras.layers.GlobalAveragePooling2D(name=f"aux{k}_pool")(h)
@@ -326,8 +325,8 @@ class LocalLossModel(LocalModel):
         act = self._output_activation()
         if len(h.shape) != 4 or None in h.shape[1:]:
             return self._head(h, k)
-        height, width, channels = h.shape[1:]
-        stride = 2 if min(height, width) > 8 else 1
+        channels = h.shape[-1]
+        stride = _head_stride(h)
         h = _conv_bn_relu(h, channels * stride, 3, stride, f"aux{k}_conv")
         h = keras.layers.GlobalAveragePooling2D(name=f"aux{k}_gap")(h)
         h = keras.layers.Dense(128, activation="relu", name=f"aux{k}_hidden")(h)
@@ -703,6 +702,13 @@ def _balanced_cuts(points, total, k):
         for i, b in enumerate(best) if b is not None
     ]
     return list(min(finals, key=preferred)[1])
+
+
+def _head_stride(h):
+    """2 while a feature map is larger than 8x8 (a head then downsamples,
+    as InfoPro's does), else 1."""
+    size = h.shape[1:3]
+    return 2 if None not in size and min(size) > 8 else 1
 
 
 def _conv_bn_relu(h, filters, kernel, stride, name):
