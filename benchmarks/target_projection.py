@@ -89,6 +89,7 @@ def build(rule, blocks, input_shape, args):
             blocks, num_classes=10, rule=rule,
             local_loss=args.local_loss if rule == "tpsgd" else None,
             conv_targets=getattr(args, "conv_targets", "feature_map"),
+            conv_target_grid=getattr(args, "conv_target_grid", 1),
             seed=0,
         )
     elif rule == "dfa":
@@ -178,7 +179,7 @@ def cifar10(args):
     x = (x.astype("float32") - mean) / std
     xt = (xt.astype("float32") - mean) / std
     print(f"CNN conv32-pool-conv64-pool-{args.width}-10, {args.activation}, "
-          f"conv targets: {args.conv_targets}")
+          f"conv targets: {args.conv_targets}, grid {args.conv_target_grid}")
     data = ((x, y.astype("int32")), (xt, yt.astype("int32")))
     compare(args, cnn_blocks, data, (32, 32, 3))
 
@@ -209,6 +210,8 @@ def main():
     c = accuracy_parser("cifar10", 256, 5, "tanh", "backprop,tpsgd,drtp", 50000)
     c.add_argument("--test", type=int, default=10000)
     c.add_argument("--conv-targets", default="feature_map")
+    c.add_argument("--conv-target-grid", type=int, default=1,
+                   help="cells per spatial axis of the pooled target")
     r = accuracy_parser("rows", 128, 3, "tanh", "backprop,tpsgd,drtp", 60000)
     r.add_argument("--cell", default="gru", choices=("simple_rnn", "gru", "lstm"))
     args = parser.parse_args()

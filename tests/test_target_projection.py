@@ -527,6 +527,55 @@ def test_conv_blocks(rng, targets, shape):
     assert np.isfinite(history["block_0_loss"][0])
 
 
+def test_grid_targets_update_matches_numpy(rng):
+    """tpSGD (MSE) on a per-position dense block `(n, 4, 4, 2) -> (n, 4, 4,
+    3)` whose output is averaged over a 2 x 2 grid of 2 x 2 cells."""
+    n, units, grid = 8, 3, 2
+    x = rng.normal(size=(n, 4, 4, 2)).astype("float32")
+    y = rng.integers(0, 3, size=n)
+    model = TargetProjectionModel(
+        [
+            keras.layers.Dense(units, activation="tanh"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ],
+        num_classes=3, rule="tpsgd", local_loss="mse", conv_targets="pooled",
+        conv_target_grid=grid, seed=0,
+    )
+    model.build((None, 4, 4, 2))
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
+    assert tuple(model.projections[0].shape) == (3, grid * grid * units)
+    w, b = model.blocks[0].get_weights()
+    proj = keras.ops.convert_to_numpy(model.projections[0])
+    h = np.tanh(x @ w + b)
+    cells = h.reshape(n, grid, 2, grid, 2, units).mean(axis=(2, 4))
+    r = cells.reshape(n, -1)
+    t = np.eye(3)[y] @ proj
+    dr = (2.0 * (r - t) / (n * r.shape[1])).reshape(n, grid, 1, grid, 1, units)
+    dh = np.broadcast_to(dr / 4.0, (n, grid, 2, grid, 2, units)).reshape(h.shape)
+    da = dh * (1.0 - h**2)
+    dw = np.einsum("nijd,niju->du", x, da)
+    db = da.sum(axis=(0, 1, 2))
+    model.train_on_batch(x, y)
+    new_w, new_b = model.blocks[0].get_weights()
+    np.testing.assert_allclose(new_w, w - LR * dw, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new_b, b - LR * db, rtol=1e-4, atol=1e-5)
+
+
+def test_grid_targets_bad_input():
+    blocks = [keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(3)]
+    with pytest.raises(ValueError, match="only applies to conv_targets='pooled'"):
+        TargetProjectionModel(blocks, 3, conv_target_grid=2)
+    with pytest.raises(ValueError, match="must be an int >= 1"):
+        TargetProjectionModel(blocks, 3, conv_targets="pooled", conv_target_grid=0)
+    model = TargetProjectionModel(
+        blocks, 3, conv_targets="pooled", conv_target_grid=4
+    )
+    # 8x8 input, 3x3 valid conv: 6x6 maps, which 4 cells cannot split.
+    with pytest.raises(ValueError, match=r"Received: spatial shape \(6, 6\) and grid=4"):
+        model.build((None, 8, 8, 2))
+
+
 def test_bad_input():
     dense = [keras.layers.Dense(4), keras.layers.Dense(3)]
     with pytest.raises(ValueError, match="Unknown `rule`"):

@@ -53,7 +53,9 @@ class TargetProjectionModel(LocalModel):
     What a block output is compared with: dense outputs `(batch, units)` as
     they are; convolutional outputs either the whole feature map
     (`conv_targets="feature_map"`, flattened) or its spatial mean
-    (`"pooled"`, one target per channel); recurrent layers (`SimpleRNN`,
+    (`"pooled"`, one target per channel; with `conv_target_grid=g > 1`, the
+    mean of each cell of a `g x g` grid, `g * g` targets per channel);
+    recurrent layers (`SimpleRNN`,
     `GRU`, `LSTM`) at the final state (`recurrent_targets="final"`) or at
     every time step against the same target (`"every_step"`, for layers
     built with `return_sequences=True`; a layer that returns only its final
@@ -79,6 +81,10 @@ class TargetProjectionModel(LocalModel):
             Defaults to `None` (`"mse"` under `"tpsgd"`).
         conv_targets: `"feature_map"` or `"pooled"`. Defaults to
             `"feature_map"`.
+        conv_target_grid: int >= 1, with `conv_targets="pooled"`: the
+            number of equal cells per spatial axis the feature map is
+            averaged over (`1`: the global mean per channel; `2`: a `2 x 2`
+            grid). Must divide every spatial size. Defaults to `1`.
         recurrent_targets: `"final"` or `"every_step"`. Defaults to
             `"final"`.
         projection_shapes: `None`, or a list with one entry per block: `None`
@@ -126,6 +132,7 @@ class TargetProjectionModel(LocalModel):
         rule="drtp",
         local_loss=None,
         conv_targets="feature_map",
+        conv_target_grid=1,
         recurrent_targets="final",
         projection_shapes=None,
         projection_initializer=None,
@@ -152,6 +159,22 @@ class TargetProjectionModel(LocalModel):
                 "mse" if local_loss is None else local_loss
             )
         _check_choice("conv_targets", conv_targets, CONV_TARGETS)
+        if (
+            isinstance(conv_target_grid, bool)
+            or not isinstance(conv_target_grid, (int, np.integer))
+            or conv_target_grid < 1
+        ):
+            raise ValueError(
+                "`conv_target_grid` must be an int >= 1. Received: "
+                f"conv_target_grid={conv_target_grid!r}."
+            )
+        if conv_target_grid != 1 and conv_targets != "pooled":
+            raise ValueError(
+                "`conv_target_grid` only applies to conv_targets='pooled'. "
+                f"Received: conv_targets={conv_targets!r}, "
+                f"conv_target_grid={conv_target_grid!r}. Pass "
+                "conv_targets='pooled' or leave the grid at 1."
+            )
         _check_choice("recurrent_targets", recurrent_targets, RECURRENT_TARGETS)
         if projection_shapes is not None:
             if (
@@ -172,6 +195,7 @@ class TargetProjectionModel(LocalModel):
         self.rule = rule
         self.local_loss = local_loss
         self.conv_targets = conv_targets
+        self.conv_target_grid = int(conv_target_grid)
         self.recurrent_targets = recurrent_targets
         self.projection_shapes = projection_shapes
         if projection_initializer is None:
@@ -193,7 +217,7 @@ class TargetProjectionModel(LocalModel):
             out_shape = tuple(block.compute_output_shape(shape))
             if i < last and block.trainable_weights:
                 mode = self._readout_mode(i, block, out_shape)
-                dim = tp.readout_dim(out_shape[1:], mode)
+                dim = tp.readout_dim(out_shape[1:], mode, self.conv_target_grid)
                 target_shape = (
                     tuple(out_shape[1:]) if mode == "flat" else (dim,)
                 )
@@ -240,7 +264,9 @@ class TargetProjectionModel(LocalModel):
             return "flat"
         if recurrent and rank == 3:
             return "final"
-        return "flat" if self.conv_targets == "feature_map" else "pooled"
+        if self.conv_targets == "feature_map":
+            return "flat"
+        return "grid" if self.conv_target_grid > 1 else "pooled"
 
     def _check_projection_shape(self, i, target_shape, out_shape, mode):
         if self.projection_shapes is None:
@@ -358,7 +384,8 @@ class TargetProjectionModel(LocalModel):
                            target=target):
                 out, new_block_ntv = stateless_block_call(block, params, block_ntv, inputs)
                 loss = self._hidden_loss(
-                    tp.readout(out, mode), target, sample_weight
+                    tp.readout(out, mode, self.conv_target_grid), target,
+                    sample_weight,
                 )
                 return loss, (out, new_block_ntv)
 
@@ -425,6 +452,7 @@ class TargetProjectionModel(LocalModel):
                 "rule": self.rule,
                 "local_loss": self.local_loss,
                 "conv_targets": self.conv_targets,
+                "conv_target_grid": self.conv_target_grid,
                 "recurrent_targets": self.recurrent_targets,
                 "projection_shapes": self.projection_shapes,
                 "projection_initializer": keras.initializers.serialize(

@@ -13,7 +13,7 @@ from keras import ops
 from keras_local import backend
 
 RULES = ("drtp", "tpsgd")
-READOUT_MODES = ("flat", "pooled", "final", "sequence")
+READOUT_MODES = ("flat", "pooled", "grid", "final", "sequence")
 
 # Losses whose target must be a distribution: (keras function, squashing of
 # the projected target); the block output is read as logits.
@@ -48,19 +48,30 @@ def project_targets(one_hot, projection):
     return ops.matmul(ops.cast(one_hot, projection.dtype), projection)
 
 
-def readout(h, mode):
+def readout(h, mode, grid=1):
     """What of a block output `h` is compared with the projected target.
 
     `"flat"`: every feature, `(batch, prod(h.shape[1:]))`; `"pooled"`: the
-    mean over the spatial/time axes, `(batch, channels)`; `"final"`: the last
-    time step of a sequence `(batch, time, units)`, `(batch, units)`;
-    `"sequence"`: the whole sequence `(batch, time, units)` (the target is
-    broadcast over time).
+    mean over the spatial/time axes, `(batch, channels)`; `"grid"`: the
+    means over a `grid x grid (x ...)` partition of the spatial axes into
+    equal cells, flattened, `(batch, grid**spatial_rank * channels)`;
+    `"final"`: the last time step of a sequence `(batch, time, units)`,
+    `(batch, units)`; `"sequence"`: the whole sequence `(batch, time,
+    units)` (the target is broadcast over time).
     """
     if mode == "flat":
         return ops.reshape(h, (ops.shape(h)[0], -1))
     if mode == "pooled":
         return ops.mean(h, axis=tuple(range(1, len(h.shape) - 1)))
+    if mode == "grid":
+        spatial = [int(d) for d in h.shape[1:-1]]
+        check_grid(spatial, grid)
+        split = [ops.shape(h)[0]]
+        for size in spatial:
+            split += [grid, size // grid]
+        cells = ops.reshape(h, tuple(split) + (int(h.shape[-1]),))
+        cells = ops.mean(cells, axis=tuple(range(2, 2 * len(spatial) + 1, 2)))
+        return ops.reshape(cells, (ops.shape(h)[0], -1))
     if mode == "final":
         return h[:, -1]
     if mode == "sequence":
@@ -71,7 +82,20 @@ def readout(h, mode):
     )
 
 
-def readout_dim(output_shape, mode):
+def check_grid(spatial_shape, grid):
+    """Raises a `ValueError` unless `grid` cells split every spatial axis
+    of `spatial_shape` evenly."""
+    bad = [int(d) for d in spatial_shape if int(d) % int(grid)]
+    if not spatial_shape or bad:
+        raise ValueError(
+            f"A grid of {grid} cells per axis must split every spatial axis "
+            f"of the feature map evenly. Received: spatial shape "
+            f"{tuple(spatial_shape)} and grid={grid}. Pick a grid that "
+            "divides every spatial size (1 is the global mean per channel)."
+        )
+
+
+def readout_dim(output_shape, mode, grid=1):
     """Target width of a block output shape (without batch) for `mode`."""
     output_shape = tuple(output_shape)
     if mode == "flat":
@@ -79,6 +103,9 @@ def readout_dim(output_shape, mode):
         for d in output_shape:
             dim *= int(d)
         return dim
+    if mode == "grid":
+        check_grid(output_shape[:-1], grid)
+        return int(grid) ** len(output_shape[:-1]) * int(output_shape[-1])
     return int(output_shape[-1])
 
 
