@@ -545,6 +545,8 @@ def test_grid_targets_update_matches_numpy(rng):
     model.build((None, 4, 4, 2))
     model.compile(optimizer=keras.optimizers.SGD(LR), loss=_sparse_ce())
     assert tuple(model.projections[0].shape) == (3, grid * grid * units)
+    clone = TargetProjectionModel.from_config(model.get_config())
+    assert clone.conv_target_grid == grid
     w, b = model.blocks[0].get_weights()
     proj = keras.ops.convert_to_numpy(model.projections[0])
     h = np.tanh(x @ w + b)
