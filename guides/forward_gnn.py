@@ -116,8 +116,11 @@ labels are `y`, and the split's node mask is the `sample_weight`: only the
 training nodes contribute to the losses. `known_labels` (here, the training
 labels) are the labels the model may see when it predicts: the virtual-node
 rules link those nodes to their class's virtual node, as the reference
-implementation does. Validation and test batches differ only in their mask.
-Because the mask is a sample weight, compile the accuracy as a
+implementation does. Validation and test batches differ in their mask and
+in their `query_mask`, the nodes being evaluated: the Forward-Forward rules
+score a node by running the graph once per candidate class, and give the
+candidate to these nodes only (the other unlabelled nodes keep the uniform
+label row, as in training), which is how the reference evaluates. Because the mask is a sample weight, compile the accuracy as a
 *weighted* metric (`weighted_metrics=["accuracy"]`): Keras applies sample
 weights to those only, and a plain `metrics=["accuracy"]` would count every
 node of the graph.

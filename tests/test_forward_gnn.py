@@ -517,6 +517,59 @@ def test_all_negatives_loss_is_the_mean_over_wrong_classes(rng, rule):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rule", ["ff_la", "ff_vn"])
+def test_ff_prediction_gives_the_candidate_to_the_queried_nodes_only(rng, rule):
+    """FF score of class c, written out: the known nodes keep their labels,
+    the queried nodes get c, every other node stays as in training (uniform
+    label row / no virtual-node edge); goodness summed over the layers."""
+    x, edge_index, labels = _toy_graph(rng)
+    known, query = np.arange(12) < 4, (np.arange(12) >= 4) & (np.arange(12) < 8)
+    xq, _, _ = graph_batch(x, edge_index, labels, known_mask=known, query_mask=query)
+    model = ForwardGNNModel(3, conv="gcn", rule=rule, num_layers=2, units=4, seed=3)
+    scores = _numpy(model.predict_on_batch(xq))[0]
+    t = keras.ops.convert_to_tensor
+    classes = _numpy(model.class_features) if rule == "ff_vn" else None
+    labelled = (known | query).astype("float32")
+    for c in range(3):
+        graph_labels = np.where(known, labels, c)
+        if rule == "ff_la":
+            h = fg.append_labels(t(x), graph_labels, labelled, 3)
+            edges, weight = edge_index, None
+        else:
+            h, edges, weight = fg.virtual_node_graph(
+                t(x), edge_index, None, graph_labels, labelled, classes
+            )
+        expected = np.zeros(12)
+        for conv in model.convs:
+            h = conv(sf.row_normalize(h), edges, weight)
+            expected += (_numpy(h)[:12] ** 2).sum(-1)
+        np.testing.assert_allclose(scores[:, c], expected, rtol=1e-5, atol=1e-6)
+    # Without a query mask every unlabelled node gets the candidate, which
+    # changes the queried nodes' scores (their neighbours differ).
+    xall, _, _ = graph_batch(x, edge_index, labels, known_mask=known)
+    everyone = _numpy(model.predict_on_batch(xall))[0]
+    ones = _numpy(model.predict_on_batch({**xall, "query_mask": np.ones((1, 12), "float32")}))[0]
+    np.testing.assert_allclose(everyone, ones, rtol=1e-6)
+    assert not np.allclose(everyone[query], scores[query])
+
+
+def test_query_mask_is_checked(rng):
+    x, edge_index, labels = _toy_graph(rng)
+    xq, _, _ = graph_batch(x, edge_index, labels, query_mask=np.array([1, 4]))
+    np.testing.assert_array_equal(xq["query_mask"][0], np.isin(np.arange(12), [1, 4]))
+    with pytest.raises(ValueError, match="'query_mask' must be 0/1 of shape \\(1, 12\\)"):
+        graph_inputs.validate_graph_inputs({**xq, "query_mask": np.ones((1, 11), "float32")})
+    with pytest.raises(ValueError, match="'query_mask' must be 0/1"):
+        graph_inputs.validate_graph_inputs({**xq, "query_mask": np.full((1, 12), 0.5, "float32")})
+    # The split batches query their own nodes.
+    data = type("Split", (), dict(x=x, edge_index=edge_index, y=labels, train_index=np.arange(3),
+                                  val_index=np.arange(3, 6), test_index=np.arange(6, 12)))
+    batches = graph_inputs.dataset_batches(data)
+    assert "query_mask" not in batches["train"][0]
+    for split, index in (("val", np.arange(3, 6)), ("test", np.arange(6, 12))):
+        np.testing.assert_array_equal(batches[split][0]["query_mask"][0], np.isin(np.arange(12), index))
+
+
 def test_weight_decay_adds_l2_to_the_pseudo_gradient(rng):
     x, edge_index, labels = _toy_graph(rng)
     xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8))

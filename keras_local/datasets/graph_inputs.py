@@ -13,8 +13,10 @@ model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
 `x` is a dict: `"node_features"` `(1, N, F)` float32, `"edge_index"`
 `(1, 2, E)` int32, and optionally `"edge_weight"` `(1, E)` float32 and
 `"known_labels"` `(1, N)` int32 (the labels a transductive model may see
-at prediction time, `-1` where unknown). `y` is `(1, N)` int32 and the
-masks `(1, N)` float32, used as `sample_weight`.
+at prediction time, `-1` where unknown) and `"query_mask"` `(1, N)` float32
+(the unlabelled nodes being evaluated: the Forward-Forward rules give the
+candidate class to these only). `y` is `(1, N)` int32 and the masks
+`(1, N)` float32, used as `sample_weight`.
 """
 
 import numpy as np
@@ -25,13 +27,14 @@ NODE_FEATURES = "node_features"
 EDGE_INDEX = "edge_index"
 EDGE_WEIGHT = "edge_weight"
 KNOWN_LABELS = "known_labels"
+QUERY_MASK = "query_mask"
 EDGE_LABEL_INDEX = "edge_label_index"
-KEYS = (NODE_FEATURES, EDGE_INDEX, EDGE_WEIGHT, KNOWN_LABELS, EDGE_LABEL_INDEX)
+KEYS = (NODE_FEATURES, EDGE_INDEX, EDGE_WEIGHT, KNOWN_LABELS, QUERY_MASK, EDGE_LABEL_INDEX)
 
 
 def graph_batch(
     node_features, edge_index, labels=None, mask=None, edge_weight=None,
-    known_labels=None, known_mask=None,
+    known_labels=None, known_mask=None, query_mask=None,
 ):
     """Packs one graph as `(x, y, sample_weight)` with a batch axis of 1.
 
@@ -47,6 +50,12 @@ def graph_batch(
             (`-1` = unknown). Defaults to `None` (none visible).
         known_mask: mask or index array of the nodes whose `labels` are
             visible (builds `known_labels`). Defaults to `None`.
+        query_mask: mask or index array of the nodes being evaluated. The
+            Forward-Forward rules of `ForwardGNNModel` score a node by
+            running the graph once per candidate class; only these nodes
+            get the candidate (as the reference evaluates), the other
+            unlabelled nodes stay as in training. Defaults to `None` (every
+            unlabelled node gets it).
 
     Returns:
         `(x, y, sample_weight)`; `y` and `sample_weight` are `None` when
@@ -91,6 +100,8 @@ def graph_batch(
         known_labels = np.where((visible > 0) & (labels >= 0), labels, -1)
     if known_labels is not None:
         x[KNOWN_LABELS] = np.asarray(known_labels).astype("int32").reshape(1, -1)
+    if query_mask is not None:
+        x[QUERY_MASK] = node_mask(query_mask, num_nodes)[None]
     validate_graph_inputs(x, y, sample_weight)
     return x, y, sample_weight
 
@@ -181,6 +192,15 @@ def validate_graph_inputs(x, y=None, sample_weight=None, num_classes=None):
                 f"'known_labels' must lie in [-1, {num_classes}). Received: "
                 f"max {known.max()}."
             )
+    if QUERY_MASK in x:
+        query = np.asarray(x[QUERY_MASK])
+        if query.shape != (1, num_nodes) or not np.all((query == 0) | (query == 1)):
+            raise ValueError(
+                f"'query_mask' must be 0/1 of shape (1, {num_nodes}), one entry "
+                f"per node. Received: shape {query.shape}"
+                + (f", values {np.unique(query)[:5]}" if query.size else "")
+                + ". Build it with `graph_batch(..., query_mask=...)`."
+            )
     if EDGE_LABEL_INDEX in x:
         candidates = np.asarray(x[EDGE_LABEL_INDEX])
         if candidates.ndim != 3 or candidates.shape[0] != 1:
@@ -246,7 +266,8 @@ def from_graph_tensor(
 def dataset_batches(dataset):
     """`{"train": (x, y, w), "val": ..., "test": ...}` for a
     `keras_local.datasets.GraphDataset`: one full-graph batch per split,
-    with the training labels visible (`known_labels`) in every split."""
+    with the training labels visible (`known_labels`) in every split and,
+    in "val" and "test", that split's nodes as the `query_mask`."""
     x_np = np.asarray(dataset.x.todense() if hasattr(dataset.x, "todense") else dataset.x)
     out = {}
     for name, index in (("train", dataset.train_index), ("val", dataset.val_index),
@@ -254,6 +275,7 @@ def dataset_batches(dataset):
         out[name] = graph_batch(
             x_np, dataset.edge_index, dataset.y, mask=index,
             known_mask=dataset.train_index,
+            query_mask=None if name == "train" else index,
         )
     return out
 

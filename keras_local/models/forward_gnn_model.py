@@ -32,16 +32,18 @@ class ForwardGNNModel(LocalModel):
       negative graph with a random wrong label per training node. Loss of
       each layer: `BCE(sum(h^2) - theta, 1)` on the positive and
       `BCE(., 0)` on the negative graph, over the training nodes.
-      Prediction: for each class `c`, every node without a known label
-      gets `c` appended; the score is the goodness `sum(h^2)` summed over
-      the layers.
+      Prediction: for each class `c`, the nodes being evaluated
+      (`x["query_mask"]`; every node without a known label if absent) get
+      `c` appended, the other unlabelled nodes keep `1/K` as in training;
+      the score is the goodness `sum(h^2)` summed over the layers.
     - `"ff_vn"`, Forward-Forward with virtual class nodes: `K` virtual
       nodes (fixed random `N(0, 1)` features) are added, and each training
       node is linked (both ways) to the virtual node of its class
       (positive graph) or of a random wrong class (negative graph); same
       loss. Both graphs feed the next layer the positive graph's output,
-      as the reference does. Prediction: for each class `c`, nodes without
-      a known label are linked to virtual node `c`.
+      as the reference does. Prediction: for each class `c`, the nodes
+      being evaluated (`x["query_mask"]`; every node without a known label
+      if absent) are linked to virtual node `c`.
     - `"sf"`, single-forward: one graph, training nodes linked to their
       class's virtual node; the loss is the cross-entropy of
       `softmax_k(<h_i, h_{v_k}> / T)` over the training nodes; no negative
@@ -55,10 +57,12 @@ class ForwardGNNModel(LocalModel):
       each layer's gradient is clipped to norm `clip_norm`.
 
     Inputs are dicts `{"node_features": (1, N, F), "edge_index": (1, 2,
-    E)}`, optionally with `"edge_weight"` and `"known_labels"` (labels
+    E)}`, optionally with `"edge_weight"`, `"known_labels"` (labels
     visible when predicting, `-1` elsewhere; the virtual-node and
     label-appending rules use them, as the reference keeps the training
-    labels visible when it evaluates). `predict` returns `(1, N, K)`
+    labels visible when it evaluates) and `"query_mask"` (the nodes being
+    evaluated; `graph_inputs.dataset_batches` sets it to the split's
+    nodes). `predict` returns `(1, N, K)`
     scores; compile with `weighted_metrics=["accuracy"]` and evaluate with the
     validation or test mask as `sample_weight`. Training logs `loss` (sum
     of the layer losses) and `layer_{i}_loss`.
@@ -312,16 +316,23 @@ class ForwardGNNModel(LocalModel):
             else:
                 votes = self._topdown_votes(h, edges, w, run, n)
             return ops.expand_dims(votes, 0)
+        # The nodes that carry a label in each candidate pass: the known
+        # ones and the queried ones; the others stay as in training.
+        query = x.get(graph_inputs.QUERY_MASK)
+        if query is None:
+            labelled = ops.ones((n,), dtype=features.dtype)
+        else:
+            query = ops.cast(ops.convert_to_tensor(query)[0], features.dtype)
+            labelled = ops.where(known >= 0, ops.ones_like(query), query)
         columns = []
         for c in range(self.num_classes):
             labels = ops.where(known >= 0, known, c)
-            full = ops.ones((n,), dtype=features.dtype)
             if self.rule == "ff_la":
-                h = fg.append_labels(features, labels, full, self.num_classes)
+                h = fg.append_labels(features, labels, labelled, self.num_classes)
                 edges, w = edge_index, weight
             else:
                 h, edges, w = self._vn_graph(
-                    features, edge_index, weight, labels, full, class_features
+                    features, edge_index, weight, labels, labelled, class_features
                 )
             total = ops.zeros((n,), dtype=features.dtype)
             for i in range(self._layers_used()):
