@@ -121,9 +121,10 @@ in their `query_mask`, the nodes being evaluated: the Forward-Forward rules
 score a node by running the graph once per candidate class, and give the
 candidate to these nodes only (the other unlabelled nodes keep the uniform
 label row, as in training), which is how the reference evaluates. Because
-the mask is a sample weight, compile the accuracy as a *weighted* metric (`weighted_metrics=["accuracy"]`): Keras applies sample
-weights to those only, and a plain `metrics=["accuracy"]` would count every
-node of the graph.
+the mask is a sample weight, compile the accuracy as a *weighted* metric
+(`weighted_metrics=["accuracy"]`): Keras applies sample weights to those
+only, and a plain `metrics=["accuracy"]` would count every node of the
+graph.
 """
 
 batches = graph_inputs.dataset_batches(cora)
