@@ -129,6 +129,30 @@ def test_gat_conv_matches_numpy(rng, weighted):
     np.testing.assert_allclose(_numpy(out), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer_cls", [GCNConv, SAGEConv, GATConv])
+def test_shared_label_projection_equals_the_direct_one(rng, layer_cls):
+    """FF+LA's first layer projects `[x, 0]` once for every label block;
+    each block's projection equals projecting its own row-normalised
+    `[x, r]`, and propagating it equals calling the layer (a row of zero
+    features included)."""
+    x = _features(rng, features=6)
+    x[3] = 0.0
+    kwargs = {"heads": 2} if layer_cls is GATConv else {}
+    layer = layer_cls(4, activation="relu", **kwargs)
+    t = keras.ops.convert_to_tensor
+    mask = np.array([1, 1, 0, 1, 0], "float32")
+    blocks = [fg.label_rows(t(labels), t(mask), 3) for labels in ([0, 1, 2, 0, 1], [2, 2, 0, 1, 0])]
+    layer(t(np.concatenate([x, _numpy(blocks[0])], -1)), EDGES)  # builds it
+    shared = fg.appended_label_projections(layer.project, t(x), blocks)
+    for rows, projected in zip(blocks, shared):
+        h = sf.row_normalize(t(np.concatenate([x, _numpy(rows)], -1)))
+        np.testing.assert_allclose(_numpy(projected), _numpy(layer.project(h)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            _numpy(layer.propagate(projected, EDGES, WEIGHTS)),
+            _numpy(layer(h, EDGES, WEIGHTS)), rtol=1e-5, atol=1e-6,
+        )
+
+
 def test_graph_layer_config_round_trip():
     for layer in (GCNConv(4, activation="relu"), SAGEConv(3), GATConv(8, heads=4)):
         clone = type(layer).from_config(layer.get_config())

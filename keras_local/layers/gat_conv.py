@@ -90,9 +90,19 @@ class GATConv(keras.layers.Layer):
             if self.use_bias else None
         )
 
-    def call(self, node_features, edge_index, edge_weight=None):
-        num_nodes = node_features.shape[0]
-        dtype = node_features.dtype
+    def project(self, node_features):
+        """`x W`, the layer's linear part (no bias), shape `(N, units)`.
+
+        Linear in `node_features`, so graphs that share node features (or
+        differ in a few columns) can share it; `propagate` does the rest.
+        """
+        return ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+
+    def propagate(self, projected, edge_index, edge_weight=None):
+        """The layer's output from `project(node_features)`: attention over
+        the incoming edges (and self loops) per head, bias, activation."""
+        num_nodes = projected.shape[0]
+        dtype = projected.dtype
         edge_index = ops.cast(edge_index, "int32")
         weight = graph.edge_weights_or_ones(edge_index, edge_weight, dtype)
         source, target = edge_index[0], edge_index[1]
@@ -105,8 +115,7 @@ class GATConv(keras.layers.Layer):
             target = ops.concatenate([target, nodes])
             weight = ops.concatenate([weight, loop])
         per_head = self.units // self.heads
-        z = ops.matmul(node_features, ops.cast(self.kernel, dtype))
-        z = ops.reshape(z, (-1, self.heads, per_head))
+        z = ops.reshape(projected, (-1, self.heads, per_head))
         score_source = ops.sum(z * ops.cast(self.attention_source, dtype), axis=-1)
         score_target = ops.sum(z * ops.cast(self.attention_target, dtype), axis=-1)
         scores = ops.take(score_source, source, axis=0) + ops.take(score_target, target, axis=0)
@@ -117,6 +126,9 @@ class GATConv(keras.layers.Layer):
         if self.bias is not None:
             out = out + ops.cast(self.bias, dtype)
         return self.activation(out)
+
+    def call(self, node_features, edge_index, edge_weight=None):
+        return self.propagate(self.project(node_features), edge_index, edge_weight)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)

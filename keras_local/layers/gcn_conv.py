@@ -68,12 +68,22 @@ class GCNConv(keras.layers.Layer):
             if self.use_bias else None
         )
 
-    def call(self, node_features, edge_index, edge_weight=None):
-        num_nodes = node_features.shape[0]
+    def project(self, node_features):
+        """`x W`, the layer's linear part (no bias), shape `(N, units)`.
+
+        Linear in `node_features`, so graphs that share node features (or
+        differ in a few columns) can share it; `propagate` does the rest.
+        """
+        return ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+
+    def propagate(self, projected, edge_index, edge_weight=None):
+        """The layer's output from `project(node_features)`: the normalised
+        sum over incoming edges and self loops, bias and activation."""
+        h = projected
+        num_nodes = h.shape[0]
         edge_index = ops.cast(edge_index, "int32")
-        weight = graph.edge_weights_or_ones(edge_index, edge_weight, node_features.dtype)
+        weight = graph.edge_weights_or_ones(edge_index, edge_weight, h.dtype)
         source, target = edge_index[0], edge_index[1]
-        h = ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
         if self.add_self_loops:
             weight, loop = graph.self_loop_weights(edge_index, weight, num_nodes)
         else:
@@ -87,6 +97,9 @@ class GCNConv(keras.layers.Layer):
         if self.bias is not None:
             out = out + ops.cast(self.bias, out.dtype)
         return self.activation(out)
+
+    def call(self, node_features, edge_index, edge_weight=None):
+        return self.propagate(self.project(node_features), edge_index, edge_weight)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)

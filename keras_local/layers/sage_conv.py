@@ -70,23 +70,41 @@ class SAGEConv(keras.layers.Layer):
             if self.use_bias else None
         )
 
-    def call(self, node_features, edge_index, edge_weight=None):
-        num_nodes = node_features.shape[0]
+    def project(self, node_features):
+        """`[x W_s, x W_n]`, the layer's linear part (no bias), shape
+        `(N, 2 * units)`.
+
+        Linear in `node_features`, so graphs that share node features (or
+        differ in a few columns) can share it; `propagate` does the rest.
+        Projecting before the mean (`mean(x) W_n = mean(x W_n)`) also keeps
+        the messages `units` wide instead of `features` wide.
+        """
+        dtype = node_features.dtype
+        kernel = ops.concatenate(
+            [ops.cast(self.self_kernel, dtype), ops.cast(self.neighbor_kernel, dtype)], axis=-1
+        )
+        return ops.matmul(node_features, kernel)
+
+    def propagate(self, projected, edge_index, edge_weight=None):
+        """The layer's output from `project(node_features)`: the weighted
+        mean of the neighbours' `x W_n`, plus `x W_s`, bias, activation."""
+        num_nodes = projected.shape[0]
+        own, neighbor = projected[:, : self.units], projected[:, self.units:]
         edge_index = ops.cast(edge_index, "int32")
-        weight = graph.edge_weights_or_ones(edge_index, edge_weight, node_features.dtype)
+        weight = graph.edge_weights_or_ones(edge_index, edge_weight, projected.dtype)
         source, target = edge_index[0], edge_index[1]
-        messages = ops.take(node_features, source, axis=0) * ops.expand_dims(weight, -1)
+        messages = ops.take(neighbor, source, axis=0) * ops.expand_dims(weight, -1)
         total = graph.propagate(messages, target, num_nodes)
         count = graph.propagate(weight, target, num_nodes)
         mean = total / ops.expand_dims(ops.maximum(count, 1e-12), -1)
         mean = ops.where(ops.expand_dims(count > 0, -1), mean, 0.0)
-        dtype = node_features.dtype
-        out = ops.matmul(mean, ops.cast(self.neighbor_kernel, dtype)) + ops.matmul(
-            node_features, ops.cast(self.self_kernel, dtype)
-        )
+        out = mean + own
         if self.bias is not None:
-            out = out + ops.cast(self.bias, dtype)
+            out = out + ops.cast(self.bias, out.dtype)
         return self.activation(out)
+
+    def call(self, node_features, edge_index, edge_weight=None):
+        return self.propagate(self.project(node_features), edge_index, edge_weight)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)

@@ -324,22 +324,50 @@ class ForwardGNNModel(LocalModel):
         else:
             query = ops.cast(ops.convert_to_tensor(query)[0], features.dtype)
             labelled = ops.where(known >= 0, ops.ones_like(query), query)
-        columns = []
-        for c in range(self.num_classes):
-            labels = ops.where(known >= 0, known, c)
-            if self.rule == "ff_la":
-                h = fg.append_labels(features, labels, labelled, self.num_classes)
-                edges, w = edge_index, weight
-            else:
+        candidates = [ops.where(known >= 0, known, c) for c in range(self.num_classes)]
+        if self.rule == "ff_la":
+            inputs = ("labels", features, [
+                fg.label_rows(labels, labelled, self.num_classes, features.dtype)
+                for labels in candidates
+            ])
+            graphs = [(edge_index, weight)] * self.num_classes
+        else:
+            graphs = []
+            for labels in candidates:
                 h, edges, w = self._vn_graph(
                     features, edge_index, weight, labels, labelled, class_features
                 )
-            total = ops.zeros((n,), dtype=features.dtype)
-            for i in range(self._layers_used()):
-                h = run(i, sf.row_normalize(h), edges, w)
-                total = total + ops.sum(ops.square(h[:n]), axis=-1)
-            columns.append(total)
+                graphs.append((edges, w))
+            inputs = ("shared", h)  # the node features do not depend on the labels
+        columns = [ops.zeros((n,), dtype=features.dtype)] * self.num_classes
+        for i in range(self._layers_used()):
+            conv = self.convs[i]
+            outputs = [
+                conv.propagate(p, e, w)
+                for p, (e, w) in zip(self._projections(conv.project, inputs, len(graphs)), graphs)
+            ]
+            columns = [t + ops.sum(ops.square(h[:n]), axis=-1) for t, h in zip(columns, outputs)]
+            inputs = ("each", outputs)
         return ops.expand_dims(ops.stack(columns, axis=-1), 0)
+
+    def _projections(self, project, inputs, count, drop=None):
+        """`project(drop(row_normalize(h)))` of the input `h` of each of
+        `count` graphs, sharing what the graphs share. `inputs` is
+        `("labels", x, label_blocks)` (FF+LA's first layer: `[x, r]` per
+        block, the wide part projected once when there is no dropout),
+        `("shared", h)` (one input for every graph: projected once) or
+        `("each", [h, ...])`. `drop` applies the same mask to every graph."""
+        kind = inputs[0]
+        if kind == "labels" and drop is None:
+            return fg.appended_label_projections(project, inputs[1], inputs[2])
+        prepare = sf.row_normalize if drop is None else (lambda h: drop(sf.row_normalize(h)))
+        if kind == "shared":
+            return [project(prepare(inputs[1]))] * count
+        if kind == "labels":
+            hs = [ops.concatenate([inputs[1], rows], axis=-1) for rows in inputs[2]]
+        else:
+            hs = inputs[1]
+        return [project(prepare(h)) for h in hs]
 
     def _sf_votes(self, h, edges, w, run, n):
         votes = 0.0
@@ -421,18 +449,19 @@ class ForwardGNNModel(LocalModel):
         grads = [ops.zeros_like(v) for v in tv]
         if self.rule == "ff_la":
             negatives = self.negative_labels_for(labels, ntv)
-            positive = fg.append_labels(features, labels, mask, self.num_classes)
-            negative = [fg.append_labels(features, m, mask, self.num_classes) for m in negatives]
-            graphs = [(edge_index, weight)] * (1 + len(negatives))
-            return self._ff_grads(tv, ntv, grads, positive, negative, graphs, mask, n, shared=False)
+            blocks = [
+                fg.label_rows(m, mask, self.num_classes, features.dtype)
+                for m in [labels] + negatives
+            ]
+            graphs = [(edge_index, weight)] * len(blocks)
+            return self._ff_grads(tv, ntv, grads, ("labels", features, blocks), graphs, mask, n)
         if self.rule == "ff_vn":
             negatives = self.negative_labels_for(labels, ntv)
-            h, pos_edges, pos_w = self._vn_graph(features, edge_index, weight, labels, mask, class_features)
-            graphs = [(pos_edges, pos_w)]
-            for m in negatives:
-                _, neg_edges, neg_w = self._vn_graph(features, edge_index, weight, m, mask, class_features)
-                graphs.append((neg_edges, neg_w))
-            return self._ff_grads(tv, ntv, grads, h, [h] * len(negatives), graphs, mask, n, shared=True)
+            graphs = []
+            for m in [labels] + negatives:
+                h, edges, w = self._vn_graph(features, edge_index, weight, m, mask, class_features)
+                graphs.append((edges, w))
+            return self._ff_grads(tv, ntv, grads, ("shared", h), graphs, mask, n)
         h, edges, w = self._vn_graph(features, edge_index, weight, labels, mask, class_features)
         return self._sf_grads(tv, ntv, grads, h, edges, w, labels, mask, n)
 
@@ -442,11 +471,13 @@ class ForwardGNNModel(LocalModel):
         n_idx = self.variable_indices(conv, trainable=False)
         return conv, t_idx, self.gather(tv, t_idx), self.gather(ntv, n_idx)
 
-    def _ff_grads(self, tv, ntv, grads, positive, negatives, graphs, mask, n, shared):
-        """FF layers on the positive graph and the negative graphs; the
-        loss is `BCE(pos, 1)` plus the mean over negative graphs of
-        `BCE(neg, 0)` (the reference's `loss_pos + mean(loss_neg_parts)`)."""
-        (pos_edges, pos_w), neg_graphs = graphs[0], graphs[1:]
+    def _ff_grads(self, tv, ntv, grads, inputs, graphs, mask, n):
+        """FF layers on the positive graph (`graphs[0]`) and the negative
+        graphs; the loss is `BCE(pos, 1)` plus the mean over negative graphs
+        of `BCE(neg, 0)` (the reference's `loss_pos + mean(loss_neg_parts)`).
+        `inputs` as in `_projections`: FF+LA appends each graph's labels to
+        the features and then carries every graph's own output upward;
+        FF+VN gives every graph the positive graph's output."""
         total = ops.convert_to_tensor(0.0, dtype="float32")
         logs = {}
         for i in range(self.num_layers):
@@ -456,20 +487,19 @@ class ForwardGNNModel(LocalModel):
                 continue
             conv, t_idx, params, conv_ntv = self._layer_params(i, tv, ntv)
 
-            def layer_outputs(params, h_pos, h_negs, drop=lambda h: h):
-                out_pos, _ = conv.stateless_call(
-                    params, conv_ntv, drop(sf.row_normalize(h_pos)), pos_edges, pos_w
-                )
-                out_negs = [
-                    conv.stateless_call(params, conv_ntv, drop(sf.row_normalize(h)), e, w)[0]
-                    for h, (e, w) in zip(h_negs, neg_graphs)
-                ]
-                return out_pos, out_negs
+            def layer_outputs(params, inputs, drop=None):
+                def project(h):
+                    return _stateless_method(conv, params, conv_ntv, "project", h)
 
-            def layer_loss(params, h_pos, h_negs):
-                out_pos, out_negs = layer_outputs(
-                    params, h_pos, h_negs, lambda h: self._dropped(h, i, ntv)
-                )
+                outputs = [
+                    _stateless_method(conv, params, conv_ntv, "propagate", p, e, w)
+                    for p, (e, w) in zip(self._projections(project, inputs, len(graphs), drop), graphs)
+                ]
+                return outputs[0], outputs[1:]
+
+            def layer_loss(params):
+                drop = (lambda h: self._dropped(h, i, ntv)) if self.dropout else None
+                out_pos, out_negs = layer_outputs(params, inputs, drop)
                 pos = fg.binary_cross_entropy_with_logits(
                     fg.ff_logits(out_pos[:n], self.threshold), 1.0
                 )
@@ -482,21 +512,22 @@ class ForwardGNNModel(LocalModel):
                 return loss, (out_pos, out_negs)
 
             if state == "forward":
-                out_pos, out_negs = layer_outputs(params, positive, negatives)
+                out_pos, out_negs = layer_outputs(params, inputs)
                 out_pos = backend.stop_gradient(out_pos)
                 out_negs = [backend.stop_gradient(o) for o in out_negs]
                 loss = ops.convert_to_tensor(0.0, dtype="float32")
             else:
                 (loss, (out_pos, out_negs)), layer_grads = backend.value_and_grad(
                     layer_loss, has_aux=True
-                )(params, positive, negatives)
+                )(params)
                 grads = self.scatter(grads, t_idx, self._decayed(layer_grads, params))
                 if self.dropout:
                     # The next layer learns on this layer's inference output.
-                    out_pos, out_negs = layer_outputs(params, positive, negatives)
-            positive = out_pos
-            # FF+VN: every graph takes the positive graph's output upward.
-            negatives = [out_pos] * len(out_negs) if shared else out_negs
+                    out_pos, out_negs = layer_outputs(params, inputs)
+            if self.rule == "ff_vn":
+                inputs = ("shared", out_pos)
+            else:
+                inputs = ("each", [out_pos] + out_negs)
             total = total + ops.cast(loss, "float32")
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, None, logs
@@ -584,6 +615,16 @@ class ForwardGNNModel(LocalModel):
             "dropout": self.dropout,
         })
         return config
+
+
+def _stateless_method(layer, trainable_values, non_trainable_values, method, *args):
+    """`layer.<method>(*args)` with the layer's variables read from the
+    given values, as `layer.stateless_call` does for `call` (differentiable
+    in `trainable_values`)."""
+    mapping = list(zip(layer.trainable_variables, trainable_values))
+    mapping += list(zip(layer.non_trainable_variables, non_trainable_values))
+    with keras.StatelessScope(state_mapping=mapping):
+        return getattr(layer, method)(*args)
 
 
 def make_conv(conv, units, heads=4, activation="relu", **kwargs):

@@ -104,6 +104,41 @@ def append_labels(node_features, labels, mask, num_classes):
     return ops.concatenate([node_features, rows], axis=-1)
 
 
+def appended_label_projections(project, node_features, label_blocks, epsilon=1e-8):
+    """`project(row_normalize([x, r]))` for every label block `r`, cheaply.
+
+    The FF+LA inputs of one graph differ only in their last `K` columns
+    (the appended labels), so for a `project` that is linear without bias
+    (a graph convolution's `project`) the wide part is shared:
+    `project([x, r] / s_r) = (project([x, 0]) + r project([0, I_K])) / s_r`
+    with `s_r = ||[x, r]||_2 + epsilon` per row, the L2 row normalisation
+    of every layer input. `project([x, 0])` runs once for all blocks
+    instead of once per block, and no `(N, F + K)` input is built per
+    block. Equal to the direct computation up to float rounding.
+
+    Args:
+        project: callable, `(rows, F + K) -> (rows, P)`, linear, no bias.
+        node_features: `(N, F)`.
+        label_blocks: list of `(N, K)` label rows (`label_rows`).
+        epsilon: float added to the row norm, as `row_normalize`. Defaults
+            to `1e-8`.
+
+    Returns:
+        A list of `(N, P)` tensors, one per block.
+    """
+    n, f = node_features.shape[0], node_features.shape[-1]
+    k = label_blocks[0].shape[-1]
+    dtype = node_features.dtype
+    shared = project(ops.concatenate([node_features, ops.zeros((n, k), dtype)], axis=-1))
+    basis = project(ops.concatenate([ops.zeros((k, f), dtype), ops.eye(k, dtype=dtype)], axis=-1))
+    squares = ops.sum(ops.square(node_features), axis=-1)
+    projections = []
+    for rows in label_blocks:
+        norm = ops.sqrt(squares + ops.sum(ops.square(rows), axis=-1)) + epsilon
+        projections.append((shared + ops.matmul(rows, basis)) / ops.expand_dims(norm, -1))
+    return projections
+
+
 # ---------------------------------------------------------------------- #
 # Virtual class nodes (FF+VN, SF).
 # ---------------------------------------------------------------------- #
