@@ -37,6 +37,9 @@ class GATConv(keras.layers.Layer):
     Returns:
         A layer mapping `(node_features (N, F), edge_index (2, E),
         edge_weight (E,) or None)` to `(N, units)`.
+        The call is `propagate(project(node_features), edge_index,
+        edge_weight)`: `project` is the linear part, which graphs with
+        the same node features can share.
 
     Example:
 
