@@ -646,6 +646,40 @@ def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule)
         topdown.set_active_layer(0)
 
 
+@pytest.mark.parametrize("rule", ["ff", "sf"])
+def test_link_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule):
+    x, edge_index, _ = _toy_graph(rng)
+    xb, _ = graph_inputs.link_batch(x, edge_index, edge_index[:, :10])
+    yb = np.ones((1, 10), "float32")
+    model = ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=3, units=4, seed=3)
+    model.build({k: v.shape for k, v in xb.items()})
+    for v in model.trainable_variables:
+        v.assign(rng.normal(size=v.shape).astype("float32") * 0.5)
+    tv = [v.value for v in model.trainable_variables]
+    joint, _, _ = _grads(model, tv, xb, yb, None)
+    model.set_active_layer(1)
+    grads, _, logs = _grads(model, tv, xb, yb, None)
+    for i, conv in enumerate(model.convs):
+        for k in model.variable_indices(conv):
+            if i == 1:
+                # Same negative edges (the step seed) and the same input:
+                # the update layer 1 gets when every layer learns.
+                np.testing.assert_allclose(grads[k], joint[k], rtol=1e-5, atol=1e-7)
+                assert np.abs(grads[k]).sum() > 0
+            else:
+                assert not np.any(grads[k])
+    assert float(_numpy(logs["layer_2_loss"])) == 0.0
+    # predict averages layers 0..1: a 2-layer model with the same weights agrees.
+    two = ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=2, units=4, seed=3)
+    two.build({k: v.shape for k, v in xb.items()})
+    for a, b in zip(two.weights, model.weights):
+        if a.shape == b.shape:
+            a.assign(b)
+    np.testing.assert_allclose(_numpy(model(xb)), _numpy(two(xb)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: index=3"):
+        model.set_active_layer(3)
+
+
 def test_layerwise_fit_keeps_frozen_layers_and_resets_the_optimizer(rng):
     x, edge_index, labels = _toy_graph(rng)
     xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))

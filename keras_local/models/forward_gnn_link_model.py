@@ -6,7 +6,10 @@ from keras_local.api_export import keras_local_export
 from keras_local.datasets import graph_inputs
 from keras_local.models.forward_gnn_model import ForwardGNNModel
 from keras_local.models.forward_gnn_model import _feature_size
+from keras_local.models.forward_gnn_model import activate_layer
 from keras_local.models.forward_gnn_model import check_choice
+from keras_local.models.forward_gnn_model import layer_state
+from keras_local.models.forward_gnn_model import layers_used
 from keras_local.models.forward_gnn_model import make_conv
 from keras_local.models.local_model import LocalModel
 from keras_local.rules import forward_gnn as fg
@@ -48,6 +51,12 @@ class ForwardGNNLinkModel(LocalModel):
             step. Defaults to `1`.
         seed: int or `None`, seeds the negative edges. Defaults to `None`.
 
+    Layer-wise training, as the reference trains its link-prediction
+    layers: `set_active_layer(i)` makes the train step update layer `i`
+    only (the layers below run forward, the layers above are skipped) and
+    `predict` average the layers `0..i`; `set_active_layer(None)` (the
+    default) updates every layer in every step.
+
     Returns:
         A `keras.Model` whose `predict` gives `(1, P)` link probabilities.
 
@@ -84,6 +93,21 @@ class ForwardGNNLinkModel(LocalModel):
         self.num_negatives = int(num_negatives)
         self.convs = [make_conv(conv, self.units, self.heads, name=f"{conv}_conv_{i}")
                       for i in range(self.num_layers)]
+        self.active_layer = None
+
+    def set_active_layer(self, index, reset_optimizer=True):
+        """Trains layer `index` only from now on (`None`: every layer).
+
+        As `ForwardGNNModel.set_active_layer`: the layers below run forward
+        only, the layers above are skipped, `predict` averages the layers
+        `0..index`, the compiled functions are rebuilt and, with
+        `reset_optimizer=True`, the optimizer's state is zeroed.
+
+        Args:
+            index: int in `[0, num_layers)` or `None`.
+            reset_optimizer: bool. Defaults to `True`.
+        """
+        activate_layer(self, index, reset_optimizer)
 
     def build(self, input_shape):
         width = _feature_size(input_shape)
@@ -110,11 +134,12 @@ class ForwardGNNLinkModel(LocalModel):
         candidates = self._candidates(x)
         h = features
         total = 0.0
-        for i in range(self.num_layers):
+        used = layers_used(self)
+        for i in range(used):
             h = run(i, sf.row_normalize(h), edge_index, weight)
             logits = fg.link_logits(fg.edge_products(h, candidates), self.rule, self.threshold)
             total = total + ops.sigmoid(logits)
-        return ops.expand_dims(total / self.num_layers, 0)
+        return ops.expand_dims(total / used, 0)
 
     def call(self, x, training=False):
         return self._scores(x, lambda i, h, e, w: self.convs[i](h, e, w))
@@ -146,6 +171,10 @@ class ForwardGNNLinkModel(LocalModel):
         logs = {}
         h = features
         for i, conv in enumerate(self.convs):
+            state = layer_state(self, i)
+            if state == "skip":
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                continue
             t_idx = self.variable_indices(conv, trainable=True)
             n_idx = self.variable_indices(conv, trainable=False)
             params, conv_ntv = self.gather(tv, t_idx), self.gather(ntv, n_idx)
@@ -165,10 +194,15 @@ class ForwardGNNLinkModel(LocalModel):
                     )
                 return loss, z
 
-            (loss, h), layer_grads = backend.value_and_grad(layer_loss, has_aux=True)(
-                params, sf.row_normalize(h)
-            )
-            grads = self.scatter(grads, t_idx, layer_grads)
+            if state == "forward":
+                h, _ = conv.stateless_call(params, conv_ntv, sf.row_normalize(h), edge_index, weight)
+                h = backend.stop_gradient(h)
+                loss = ops.convert_to_tensor(0.0, dtype="float32")
+            else:
+                (loss, h), layer_grads = backend.value_and_grad(layer_loss, has_aux=True)(
+                    params, sf.row_normalize(h)
+                )
+                grads = self.scatter(grads, t_idx, layer_grads)
             total = total + ops.cast(loss, "float32")
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, None, logs

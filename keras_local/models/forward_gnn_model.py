@@ -211,31 +211,18 @@ class ForwardGNNModel(LocalModel):
             index: int in `[0, num_layers)` or `None`.
             reset_optimizer: bool. Defaults to `True`.
         """
-        if index is not None:
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_layers:
-                raise ValueError(
-                    f"`index` must be None or an int in [0, {self.num_layers}). "
-                    f"Received: index={index!r}"
-                )
-            if self.rule == "sf_topdown":
-                raise ValueError(
-                    "`sf_topdown` trains all layers together (its loss uses the "
-                    "layers above). Received: set_active_layer("
-                    f"{index!r}) on rule='sf_topdown'. Use rule='sf' for "
-                    "layer-wise training."
-                )
-            index = int(index)
-        self.active_layer = index
-        self.train_function = None
-        self.test_function = None
-        self.predict_function = None
-        optimizer = getattr(self, "optimizer", None)
-        if reset_optimizer and optimizer is not None:
-            reset_optimizer_state(optimizer)
+        if index is not None and self.rule == "sf_topdown":
+            raise ValueError(
+                "`sf_topdown` trains all layers together (its loss uses the "
+                "layers above). Received: set_active_layer("
+                f"{index!r}) on rule='sf_topdown'. Use rule='sf' for "
+                "layer-wise training."
+            )
+        activate_layer(self, index, reset_optimizer)
 
     def _layers_used(self):
         """Number of layers that run: all, or up to the active one."""
-        return self.num_layers if self.active_layer is None else self.active_layer + 1
+        return layers_used(self)
 
     def uses_virtual_nodes(self):
         return self.rule != "ff_la"
@@ -430,11 +417,7 @@ class ForwardGNNModel(LocalModel):
         return h * keep / (1.0 - self.dropout)
 
     def _layer_state(self, i):
-        """`"train"`, `"forward"` (a frozen layer below the active one) or
-        `"skip"` (above it) for layer `i`."""
-        if self.active_layer is None or i == self.active_layer:
-            return "train"
-        return "forward" if i < self.active_layer else "skip"
+        return layer_state(self, i)
 
     def local_grads(self, trainable_values, non_trainable_values, x, y, sample_weight):
         tv, ntv = trainable_values, non_trainable_values
@@ -625,6 +608,40 @@ def _stateless_method(layer, trainable_values, non_trainable_values, method, *ar
     mapping += list(zip(layer.non_trainable_variables, non_trainable_values))
     with keras.StatelessScope(state_mapping=mapping):
         return getattr(layer, method)(*args)
+
+
+def activate_layer(model, index, reset_optimizer=True):
+    """`set_active_layer` of the layer-wise graph models: checks `index`
+    (`None` or an int in `[0, model.num_layers)`), stores it, drops the
+    compiled functions and optionally zeroes the optimizer's state."""
+    if index is not None:
+        if (isinstance(index, bool) or not isinstance(index, (int, np.integer))
+                or not 0 <= index < model.num_layers):
+            raise ValueError(
+                f"`index` must be None or an int in [0, {model.num_layers}). "
+                f"Received: index={index!r}"
+            )
+        index = int(index)
+    model.active_layer = index
+    model.train_function = None
+    model.test_function = None
+    model.predict_function = None
+    optimizer = getattr(model, "optimizer", None)
+    if reset_optimizer and optimizer is not None:
+        reset_optimizer_state(optimizer)
+
+
+def layers_used(model):
+    """Number of layers that run: all, or up to the active one."""
+    return model.num_layers if model.active_layer is None else model.active_layer + 1
+
+
+def layer_state(model, i):
+    """`"train"`, `"forward"` (a frozen layer below the active one) or
+    `"skip"` (above it) for layer `i`."""
+    if model.active_layer is None or i == model.active_layer:
+        return "train"
+    return "forward" if i < model.active_layer else "skip"
 
 
 def make_conv(conv, units, heads=4, activation="relu", **kwargs):
