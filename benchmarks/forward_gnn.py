@@ -8,11 +8,13 @@ file into the markdown tables:
     python benchmarks/forward_gnn.py summarize --out fgnn.jsonl
 
 `all` = `node` (Cora, CiteSeer, Amazon Photo x GCN, SAGE, GAT x FF+LA,
-FF+VN, SF, SF top-down, SF reg., SF top-down reg., backprop x 5 seeds) + `link` (Cora, CiteSeer x
-GCN, SAGE, GAT x FF, SF, backprop x 5 seeds) + `memory` (JAX; Cora x GCN,
-SAGE, GAT x depth 1, 2, 3, 4, 8). Each task also runs alone, with any
-subset (`--datasets`, `--convs`, `--rules`, `--seeds`). Rows already in
-`--out` are skipped, so an interrupted run resumes where it stopped.
+FF+VN, SF, SF top-down, SF reg., SF top-down reg., backprop x 5 seeds) +
+`link` (Cora, CiteSeer x GCN, SAGE, GAT x FF, SF, backprop x 5 seeds) +
+`memory` (JAX; Cora x GCN, SAGE, GAT x depth 1, 2, 3, 4, 8). Each task
+also runs alone, with any subset (`--datasets`, `--convs`, `--rules`,
+`--seeds`). Rows already in `--out` are skipped, so an interrupted run
+resumes where it stopped. `step_time` (not part of `all`) times one train
+step and one evaluation predict per active layer.
 
 Protocol (the reference's, facebookresearch/forwardgnn, except the data
 splits): Adam lr 1e-3 with coupled L2 weight decay 5e-4, 2 layers of 128
@@ -425,6 +427,43 @@ def run_memory(args, done, out):
 
 
 # ---------------------------------------------------------------------- #
+# Step time.
+# ---------------------------------------------------------------------- #
+def run_step_time(args, done, out):
+    """Seconds per train step and per evaluation predict (the FF rules'
+    query-mask batch), per active layer: the median of `--repeats` calls
+    after one warm-up call (compilation). Not a protocol row: one line per
+    (dataset, conv, rule, layer)."""
+    for name in args.datasets:
+        data = LOADERS[name]()
+        batches = graph_inputs.dataset_batches(data)
+        x, y, w = batches["train"]
+        shapes = {k: (None,) + v.shape[1:] for k, v in x.items()}
+        for conv in args.convs:
+            for rule in args.rules or NODE_RULES:
+                model = build_node_model(rule, conv, data.num_classes, args, 0, shapes)
+                compile_node_model(model, args)
+                x_eval = batches["val"][0] if rule in FF_RULES else x
+                layerwise = rule in LAYERWISE_RULES and args.schedule == "layerwise"
+                for layer in (range(args.layers) if layerwise else [None]):
+                    if layer is not None:
+                        model.set_active_layer(layer)
+                    times = {}
+                    for what, call in (("train", lambda: model.train_on_batch(x, y, sample_weight=w)),
+                                       ("predict", lambda: np.asarray(model.predict_on_batch(x_eval)))):
+                        call()
+                        seconds = []
+                        for _ in range(args.repeats):
+                            start = time.perf_counter()
+                            call()
+                            seconds.append(time.perf_counter() - start)
+                        times[what] = float(np.median(seconds))
+                    emit(dict(task="step_time", dataset=name, conv=conv, rule=rule,
+                              layer=layer, train_seconds=times["train"],
+                              predict_seconds=times["predict"]), out)
+
+
+# ---------------------------------------------------------------------- #
 # Output, resume and summary.
 # ---------------------------------------------------------------------- #
 def protocol(args):
@@ -533,7 +572,7 @@ def summarize(rows, tag=""):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["all", "node", "link", "memory", "summarize"])
+    parser.add_argument("task", choices=["all", "node", "link", "memory", "step_time", "summarize"])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "photo"])
     parser.add_argument("--convs", nargs="+", default=["gcn", "sage", "gat"])
     parser.add_argument("--rules", nargs="+", default=None, help="node/memory rules")
@@ -568,6 +607,7 @@ def parse_args(argv=None):
     parser.add_argument("--time-limit", type=float, default=None,
                         help="with --jobs: stop (and merge) after this many seconds")
     parser.add_argument("--skip-from", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=10, help="step_time: timed calls")
     parser.add_argument("--out", default=None, help="JSON lines: appended to / summarised")
     return parser.parse_args(argv)
 
@@ -686,6 +726,8 @@ def main(argv=None):
         run_link(args, done, args.out)
     if args.task in ("all", "memory"):
         run_memory(args, done, args.out)
+    if args.task == "step_time":
+        run_step_time(args, done, args.out)
 
 
 if __name__ == "__main__":
