@@ -36,10 +36,10 @@ labels are the training labels in both.
 
 Link prediction: 85/5/10 edge split per seed (`link_split`), one fresh
 uniform negative edge per positive edge in every step for every model,
-ROC-AUC on the test edges against as many non-edges, same schedule; FF
-and SF train their layers one after the other, as the reference does
-(`--schedule joint`: all layers together, the schedule of the results
-before the ninth session). Memory: XLA temp bytes of one compiled train step
+ROC-AUC on the test edges against as many non-edges, same schedule, all
+layers together (`--link-schedule layerwise`: one after the other, as the
+reference does; SF reads lower that way on the reduced schedule, see
+results_forward_gnn.md). Memory: XLA temp bytes of one compiled train step
 (`backend.train_step_memory`), every layer updated in the step.
 
 Speed: one model (and one compiled train/predict function per active
@@ -374,7 +374,7 @@ def run_link_combo(name, data, conv, rule, seeds, args, done, out):
         y = np.zeros((1, 1), "float32") if rule == "backprop" else None  # unused
         start = time.perf_counter()
         epochs, best_epochs = [], []
-        layerwise = rule != "backprop" and args.schedule == "layerwise"
+        layerwise = rule != "backprop" and args.link_schedule == "layerwise"
         for layer in (range(args.layers) if layerwise else [None]):
             if compiled is not None:
                 compiled.activate(layer)
@@ -600,7 +600,9 @@ def parse_args(argv=None):
     parser.add_argument("--num-negatives", type=int, default=None,
                         help="FF wrong classes per step; default all K-1")
     parser.add_argument("--schedule", choices=["layerwise", "joint"], default="layerwise",
-                        help="how FF+LA, FF+VN, SF and the link rules FF, SF train their layers")
+                        help="how FF+LA, FF+VN and SF train their layers")
+    parser.add_argument("--link-schedule", choices=["layerwise", "joint"], default="joint",
+                        help="how the link rules FF and SF train their layers")
     parser.add_argument("--tag", default="", help="label stored in every row (variants)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="run each (task, dataset, conv) as a process, this many at once")
@@ -622,6 +624,7 @@ def job_argv(args, task, datasets=None, convs=None):
             "--weight-decay", repr(args.weight_decay), "--dropout", repr(args.dropout),
             "--forward-dropout", repr(args.forward_dropout), "--vn-edges", args.vn_edges,
             "--temperature", repr(args.temperature), "--schedule", args.schedule,
+            "--link-schedule", args.link_schedule,
             "--tag", args.tag, "--memory-datasets", *args.memory_datasets]
     if args.num_negatives is not None:
         argv += ["--num-negatives", str(args.num_negatives)]
