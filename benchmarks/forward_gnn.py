@@ -137,6 +137,23 @@ def train(model, x, y, w, score_fn, args):
     return stop
 
 
+def train_layers(model, compiled, layerwise, x, y, w, score_fn, args):
+    """Trains every layer together, or one after the other (`layerwise`,
+    each to its own early stop, `compiled` keeping each layer's compiled
+    functions); returns (epochs, best epochs, seconds, val, test)."""
+    start = time.perf_counter()
+    epochs, best_epochs = [], []
+    for layer in (range(args.layers) if layerwise else [None]):
+        if compiled is not None:
+            compiled.activate(layer)
+        stop = train(model, x, y, w, score_fn, args)
+        epochs.append(stop.epochs)
+        best_epochs.append(stop.best_epoch + 1)
+    seconds = time.perf_counter() - start
+    val, test_fn = score_fn(model)
+    return epochs, best_epochs, seconds, val, test_fn()
+
+
 def reset_optimizer(model):
     reset_optimizer_state(model.optimizer)
 
@@ -237,18 +254,10 @@ def run_node_combo(name, data, conv, rule, seeds, args, done, out):
         # by N / sum(mask) makes it the mean over the training nodes (as the
         # reference's loss), which matters beside the L2 term.
         weight = w * (w.size / w.sum()) if rule == "backprop" else w
-        start = time.perf_counter()
-        epochs, best_epochs = [], []
         layerwise = rule in LAYERWISE_RULES and args.schedule == "layerwise"
-        for layer in (range(args.layers) if layerwise else [None]):
-            if compiled is not None:
-                compiled.activate(layer)
-            stop = train(model, x, y, weight, score, args)
-            epochs.append(stop.epochs)
-            best_epochs.append(stop.best_epoch + 1)
-        seconds = time.perf_counter() - start
-        val, test = score(model)
-        test = test()
+        epochs, best_epochs, seconds, val, test = train_layers(
+            model, compiled, layerwise, x, y, weight, score, args
+        )
         row = dict(task="node", dataset=name, conv=conv, rule=rule, seed=seed,
                    layers=args.layers, test=test, val=val, epochs=epochs,
                    best_epochs=best_epochs, seconds=seconds,
@@ -372,18 +381,10 @@ def run_link_combo(name, data, conv, rule, seeds, args, done, out):
         if rule == "backprop":
             model.seed_generator.state.assign(fresh.seed_generator.state.value)
         y = np.zeros((1, 1), "float32") if rule == "backprop" else None  # unused
-        start = time.perf_counter()
-        epochs, best_epochs = [], []
         layerwise = rule != "backprop" and args.link_schedule == "layerwise"
-        for layer in (range(args.layers) if layerwise else [None]):
-            if compiled is not None:
-                compiled.activate(layer)
-            stop = train(model, x, y, None, score, args)
-            epochs.append(stop.epochs)
-            best_epochs.append(stop.best_epoch + 1)
-        seconds = time.perf_counter() - start
-        val, test = score(model)
-        test = test()
+        epochs, best_epochs, seconds, val, test = train_layers(
+            model, compiled, layerwise, x, y, None, score, args
+        )
         row = dict(task="link", dataset=name, conv=conv, rule=rule, seed=seed,
                    layers=args.layers, test=test, val=val, epochs=epochs,
                    best_epochs=best_epochs, seconds=seconds,

@@ -609,11 +609,10 @@ def test_weight_decay_adds_l2_to_the_pseudo_gradient(rng):
         np.testing.assert_allclose(b, a + 0.1 * _numpy(v), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("rule", ["ff_la", "ff_vn", "sf"])
-def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule):
-    x, edge_index, labels = _toy_graph(rng)
-    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
-    model = ForwardGNNModel(3, rule=rule, num_layers=3, units=4, num_negatives=None, seed=4)
+def _check_active_layer(rng, model, two, xb, yb, wb):
+    """`model` (3 layers) with layer 1 active: layer 1 gets the update it
+    gets when every layer learns, the others none, and `predict` equals
+    the 2-layer model `two` given the same weights."""
     model.build({k: v.shape for k, v in xb.items()})
     # Weights from the test's own generator: with 4 ReLU units a backend's
     # random initialisation can leave a layer dead and its gradient zero.
@@ -626,14 +625,12 @@ def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule)
     for i, conv in enumerate(model.convs):
         for k in model.variable_indices(conv):
             if i == 1:
-                # Same update as layer 1 gets when every layer learns.
+                # Same input and step seed: the update of joint training.
                 np.testing.assert_allclose(grads[k], joint[k], rtol=1e-5, atol=1e-7)
                 assert np.abs(grads[k]).sum() > 0
             else:
                 assert not np.any(grads[k])
     assert float(_numpy(logs["layer_2_loss"])) == 0.0
-    # predict uses layers 0..1: a 2-layer model with the same weights agrees.
-    two = ForwardGNNModel(3, rule=rule, num_layers=2, units=4, seed=4)
     two.build({k: v.shape for k, v in xb.items()})
     for a, b in zip(two.weights, model.weights):
         if a.shape == b.shape:
@@ -641,6 +638,18 @@ def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule)
     np.testing.assert_allclose(_numpy(model(xb)), _numpy(two(xb)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Received: index=3"):
         model.set_active_layer(3)
+
+
+@pytest.mark.parametrize("rule", ["ff_la", "ff_vn", "sf"])
+def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule):
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8), known_mask=np.arange(8))
+    _check_active_layer(
+        rng,
+        ForwardGNNModel(3, rule=rule, num_layers=3, units=4, num_negatives=None, seed=4),
+        ForwardGNNModel(3, rule=rule, num_layers=2, units=4, seed=4),
+        xb, yb, wb,
+    )
     topdown = ForwardGNNModel(3, rule="sf_topdown", num_layers=2, units=4)
     with pytest.raises(ValueError, match="sf_topdown"):
         topdown.set_active_layer(0)
@@ -650,34 +659,12 @@ def test_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule)
 def test_link_active_layer_trains_one_layer_and_predicts_with_layers_below(rng, rule):
     x, edge_index, _ = _toy_graph(rng)
     xb, _ = graph_inputs.link_batch(x, edge_index, edge_index[:, :10])
-    yb = np.ones((1, 10), "float32")
-    model = ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=3, units=4, seed=3)
-    model.build({k: v.shape for k, v in xb.items()})
-    for v in model.trainable_variables:
-        v.assign(rng.normal(size=v.shape).astype("float32") * 0.5)
-    tv = [v.value for v in model.trainable_variables]
-    joint, _, _ = _grads(model, tv, xb, yb, None)
-    model.set_active_layer(1)
-    grads, _, logs = _grads(model, tv, xb, yb, None)
-    for i, conv in enumerate(model.convs):
-        for k in model.variable_indices(conv):
-            if i == 1:
-                # Same negative edges (the step seed) and the same input:
-                # the update layer 1 gets when every layer learns.
-                np.testing.assert_allclose(grads[k], joint[k], rtol=1e-5, atol=1e-7)
-                assert np.abs(grads[k]).sum() > 0
-            else:
-                assert not np.any(grads[k])
-    assert float(_numpy(logs["layer_2_loss"])) == 0.0
-    # predict averages layers 0..1: a 2-layer model with the same weights agrees.
-    two = ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=2, units=4, seed=3)
-    two.build({k: v.shape for k, v in xb.items()})
-    for a, b in zip(two.weights, model.weights):
-        if a.shape == b.shape:
-            a.assign(b)
-    np.testing.assert_allclose(_numpy(model(xb)), _numpy(two(xb)), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="Received: index=3"):
-        model.set_active_layer(3)
+    _check_active_layer(
+        rng,
+        ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=3, units=4, seed=3),
+        ForwardGNNLinkModel(conv="gcn", rule=rule, num_layers=2, units=4, seed=3),
+        xb, np.ones((1, 10), "float32"), None,
+    )
 
 
 def test_layerwise_fit_keeps_frozen_layers_and_resets_the_optimizer(rng):
