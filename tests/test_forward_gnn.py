@@ -16,6 +16,7 @@ from keras_local.layers.sage_conv import SAGEConv
 from keras_local.rules import forward_gnn as fg
 from tests.conftest import BACKEND
 from tests.conftest import require_data
+from tests.conftest import UNDER_CI
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -260,10 +261,13 @@ def _tensorflow_gnn_or_skip():
 
         import_tensorflow_gnn()
     except ImportError as error:
-        pytest.skip(
+        reason = (
             "tensorflow-gnn and tf-keras are not installed, so no GraphTensor "
             f"can be built ({error}); CI installs them."
         )
+        if UNDER_CI:
+            pytest.fail(f"CI must have them: {reason}")
+        pytest.skip(reason)
 
 
 def test_graph_tensor_round_trip(rng):
