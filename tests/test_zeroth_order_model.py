@@ -231,6 +231,130 @@ def test_perturbation_identical_in_its_three_uses():
     assert cosine > 0.9999
 
 
+def _dropout_net(nested):
+    layers = [keras.layers.Dense(16, name="body"), keras.layers.Dropout(0.5),
+              keras.layers.Dense(2, name="head")]
+    if not nested:
+        return keras.Sequential([keras.Input((8,))] + layers)
+    inner_in = keras.Input((8,))
+    inner = keras.Model(inner_in, layers[1](layers[0](inner_in)), name="inner")
+    outer_in = keras.Input((8,))
+    return keras.Model(outer_in, layers[2](inner(outer_in)))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_dropout_masks_are_the_same_at_plus_and_minus_epsilon(nested):
+    # With the same dropout masks at +eps and -eps, the projected gradient
+    # is the directional derivative of one function, the same for eps=1e-2
+    # and 1e-3. With different masks it is (f1 - f2) / 2 eps, O(1 / eps).
+    # (A weightless Dropout once ran from the step's advanced seed state
+    # in the second pass, and torch draws unseeded dropout from its global
+    # generator, which the step now rewinds before each pass.)
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.integers(0, 2, size=64)
+    pgs = []
+    for epsilon in (1e-2, 1e-3):
+        keras.utils.set_random_seed(0)
+        model = ZerothOrderModel(_dropout_net(nested), epsilon=epsilon, seed=0)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        pgs.append([
+            float(model.train_on_batch(x, y, return_dict=True)["projected_gradient"])
+            for _ in range(2)
+        ])
+    np.testing.assert_allclose(pgs[1], pgs[0], rtol=2e-2, atol=1e-3)
+    assert max(pgs[0]) < 20.0, pgs
+
+
+def test_nested_model_is_perturbed_layer_by_layer_exactly():
+    # A keras-hub-style backbone nested in a task model is run layer by
+    # layer; the loss and outputs must be those of the whole model at
+    # theta + eps z (also with sparsity masks and BatchNorm state).
+    rng = np.random.default_rng(14)
+    ids = keras.Input((5,), dtype="int32")
+    h = keras.layers.Embedding(50, 8, name="embed")(ids)
+    h = keras.layers.Dense(8, activation="tanh", name="mix")(h)
+    h = keras.layers.BatchNormalization(name="norm")(h)
+    inner = keras.Model(ids, keras.layers.GlobalAveragePooling1D()(h),
+                        name="backbone")
+    outer_in = keras.Input((5,), dtype="int32")
+    net = keras.Model(outer_in, keras.layers.Dense(3, name="head")(inner(outer_in)))
+    x = rng.integers(0, 50, size=(6, 5)).astype("int32")
+    y = np.array([0, 1, 2, 0, 1, 2])
+    for sparsity in (0.0, 0.5):
+        model = ZerothOrderModel(net, sparsity=sparsity, seed=3)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.build(x.shape)
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        seed = model.step_seed(ntv)
+        seeds = [zo.direction_seed(seed, 0, i) for i in range(len(tv))]
+        scales = model._scales(tv, ntv)
+        whole = model._forward(
+            zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None
+        )
+        by_layer = model._perturbed_forward(tv, ntv, x, y, None, seeds,
+                                            scales, 0.1)
+        plain = model._forward(tv, ntv, x, y, None)
+        np.testing.assert_allclose(ops.convert_to_numpy(by_layer[1]),
+                                   ops.convert_to_numpy(whole[1]),
+                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(float(by_layer[0]), float(whole[0]),
+                                   rtol=1e-6)
+        for a, b in zip(by_layer[2], whole[2]):  # BatchNorm statistics
+            np.testing.assert_allclose(ops.convert_to_numpy(a),
+                                       ops.convert_to_numpy(b),
+                                       rtol=1e-6, atol=1e-6)
+        # The perturbation is not a no-op.
+        assert not np.allclose(ops.convert_to_numpy(by_layer[1]),
+                               ops.convert_to_numpy(plain[1]))
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="XLA memory analysis (JAX)")
+def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
+    # Six 512 x 512 layers inside a nested model, with dropout between
+    # them: the ZO-SGD step needs at most inference memory plus two of
+    # them, not a perturbed copy of the whole backbone (or every dropout
+    # mask drawn up front), as when the nested model was perturbed whole.
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from zeroth_order import InferenceProbe
+
+    from keras_local import backend
+
+    def make():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((512,))
+        h = inputs
+        for _ in range(6):
+            h = keras.layers.Dense(512, activation="relu")(h)
+            h = keras.layers.Dropout(0.1)(h)
+        inner = keras.Model(inputs, h)
+        outer_in = keras.Input((512,))
+        return keras.Model(outer_in, keras.layers.Dense(10)(inner(outer_in)))
+
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(64, 512)).astype("float32")
+    y = rng.integers(0, 10, size=64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    sizes = {}
+    for name, model in (("inference", InferenceProbe(make())),
+                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
+        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    largest = 512 * 512 * 4
+    assert sizes["zo_sgd"] <= sizes["inference"] + 2 * largest, sizes
+
+
 def test_sign_conservative_and_adam_variants_follow_the_estimate():
     rng = np.random.default_rng(4)
     x, y = regression_data(rng)

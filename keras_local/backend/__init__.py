@@ -20,13 +20,20 @@ exported here:
 - `host_call(fn, inputs, output_spec)`: calls a NumPy function of NumPy
   arrays from a step (JAX: `jax.pure_callback`; TensorFlow:
   `tf.numpy_function`, not XLA-compilable; torch: directly); no gradient.
+- `global_random_state()`, `restore_global_random_state(state)`: save and
+  rewind the backend's global random generator (torch, whose unseeded
+  dropout draws from it; no-ops on JAX and TensorFlow, whose dropout draws
+  from the seed state a rule passes), so several forward passes of one step
+  can see the same dropout masks.
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
 
 import keras
 
+from keras_local.backend.common import global_random_state
 from keras_local.backend.common import random_normal
+from keras_local.backend.common import restore_global_random_state
 from keras_local.backend.common import random_uniform
 from keras_local.backend.common import seed_from_int
 
@@ -52,6 +59,10 @@ elif BACKEND == "torch":
     from keras_local.backend.torch.autodiff import barrier
     from keras_local.backend.torch.autodiff import jvp
     from keras_local.backend.torch.host_call import host_call
+    from keras_local.backend.torch.random_state import global_random_state
+    from keras_local.backend.torch.random_state import (
+        restore_global_random_state,
+    )
     from keras_local.backend.torch.autodiff import stop_gradient
     from keras_local.backend.torch.autodiff import value_and_grad
     from keras_local.backend.torch.memory import train_step_memory
@@ -68,10 +79,12 @@ __all__ = [
     "BACKEND",
     "LocalTrainer",
     "barrier",
+    "global_random_state",
     "host_call",
     "jvp",
     "random_normal",
     "random_uniform",
+    "restore_global_random_state",
     "seed_from_int",
     "stop_gradient",
     "train_step_memory",

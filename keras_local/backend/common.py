@@ -72,3 +72,18 @@ def build_for_step(model, x, y, sample_weight=None):
     model._symbolic_build(data_batch=(x, y, sample_weight))
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+
+
+def global_random_state():
+    """The backend's global random state, for `restore_global_random_state`.
+
+    JAX and TensorFlow draw Keras's random ops (dropout, noise layers) from
+    seed-generator state that a rule passes explicitly, so they have no
+    global state to keep: `None`."""
+    return None
+
+
+def restore_global_random_state(state):
+    """Rewinds the global random state to `state` (no-op on JAX and
+    TensorFlow)."""
+    del state

@@ -317,6 +317,7 @@ class ZerothOrderModel(LocalModel):
 
     # ------------------------------------------------------------------ #
     def _forward(self, tv, ntv, x, y, sample_weight):
+        self._rewind_random_state()
         y_pred, new_ntv = self.stateless_call(tv, ntv, x, training=True)
         loss = self._compile_loss(y, y_pred, sample_weight)
         return ops.cast(loss, "float32"), y_pred, new_ntv
@@ -352,7 +353,11 @@ class ZerothOrderModel(LocalModel):
         perturbed inside the forward pass, just before the layer runs, and
         the draw is tied to the layer's input: under XLA only one layer's
         perturbed weights exist at a time (inference memory plus one
-        layer). Other models are perturbed as a whole.
+        layer). Nested functional models (e.g. a keras-hub backbone inside
+        a task model) are run layer by layer the same way. Other models are
+        perturbed as a whole. Every pass starts from the step's layer state
+        (dropout seeds; on torch also the global generator), so +eps and
+        -eps see the same dropout masks.
         """
         graph = self._graph()
         if graph is None:
@@ -361,23 +366,47 @@ class ZerothOrderModel(LocalModel):
                            self.generator),
                 ntv, x, y, sample_weight,
             )
+        self._rewind_random_state()
         state = {"ntv": list(ntv)}
 
+        def tied_seed(i, anchor):
+            s = seeds[i]
+            if s is not None and anchor is not None:
+                s = zo.after(s, anchor)
+            return s
+
         def operation_fn(op):
-            t_idx = (
-                self.variable_indices(op)
-                if isinstance(op, keras.layers.Layer) else []
+            is_layer = isinstance(op, keras.layers.Layer)
+            t_idx = self.variable_indices(op) if is_layer else []
+            n_idx = (
+                self.variable_indices(op, trainable=False) if is_layer else []
             )
             takes_training = getattr(op, "_call_has_training_arg", False)
-            if not any(seeds[i] is not None for i in t_idx):
+            if not n_idx and not any(seeds[i] is not None for i in t_idx):
                 def plain(*args, **kwargs):
                     if takes_training:
                         kwargs["training"] = True
                     return op(*args, **kwargs)
                 return plain
-            n_idx = self.variable_indices(op, trainable=False)
+            # A layer with state (dropout seeds, BatchNorm statistics) runs
+            # from the step's starting state in every pass, so +eps and -eps
+            # see the same dropout masks.
+            inner = _inner_graph(op)
+            if inner is not None:
+                def nested(*args, **kwargs):
+                    masks = keras.tree.flatten(kwargs.get("mask"))
+                    if len(args) != 1 or any(m is not None for m in masks):
+                        # Input masks: run the nested model whole.
+                        return whole(*args, **kwargs)
+                    outputs = inner._run_through_graph(
+                        inner._standardize_inputs(args[0]),
+                        operation_fn=operation_fn,
+                    )
+                    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+                        outputs = outputs[0]
+                    return outputs
 
-            def perturbed(*args, **kwargs):
+            def whole(*args, **kwargs):
                 leaves = [
                     t for t in keras.tree.flatten((args, kwargs))
                     if hasattr(t, "shape") and hasattr(t, "dtype")
@@ -385,24 +414,26 @@ class ZerothOrderModel(LocalModel):
                 anchor = (
                     ops.reshape(leaves[0], (-1,))[0] if leaves else None
                 )
-                values = []
-                for i in t_idx:
-                    s = seeds[i]
-                    if s is not None and anchor is not None:
-                        s = zo.after(s, anchor)
-                    values.append(
-                        zo.perturb([tv[i]], [s], [scales[i]], epsilon,
-                                   self.distribution, self.generator)[0]
-                    )
+                values = [
+                    zo.perturb([tv[i]], [tied_seed(i, anchor)], [scales[i]],
+                               epsilon, self.distribution, self.generator)[0]
+                    for i in t_idx
+                ]
                 if takes_training:
                     kwargs["training"] = True
+                # Tied to the input too, so random draws (dropout) are made
+                # when the layer runs, not all hoisted to the step's start.
+                layer_state = [
+                    v if anchor is None else zo.after(v, anchor)
+                    for v in self.gather(state["ntv"], n_idx)
+                ]
                 out, new = op.stateless_call(
-                    values, self.gather(state["ntv"], n_idx), *args, **kwargs
+                    values, layer_state, *args, **kwargs
                 )
                 state["ntv"] = self.scatter(state["ntv"], n_idx, new)
                 return out
 
-            return perturbed
+            return nested if inner is not None else whole
 
         inputs = graph._standardize_inputs(x)
         outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
@@ -425,6 +456,8 @@ class ZerothOrderModel(LocalModel):
         scales = self._scales(tv, ntv)
         q = self.num_queries
         logs = {}
+        # Every forward pass of the step starts from this random state.
+        self.__dict__["_step_random_state"] = backend.global_random_state()
 
         def loss_at(values):
             return self._forward(values, ntv, x, y, sample_weight)
@@ -532,7 +565,16 @@ class ZerothOrderModel(LocalModel):
         logs["projected_gradient"] = ops.mean(ops.abs(ops.stack(pgs)))
         new_ntv = list(new_ntv)
         new_ntv = self._advance(ntv, new_ntv, seed)
+        self.__dict__["_step_random_state"] = None
         return grads, new_ntv, loss0, y_pred, logs
+
+    def _rewind_random_state(self):
+        """Each forward pass of a step draws the same dropout masks: the
+        seed state comes from the step's start (`ntv`) and, on torch, whose
+        unseeded dropout uses the global generator, that is rewound."""
+        backend.restore_global_random_state(
+            self.__dict__.get("_step_random_state")
+        )
 
     def _accumulate(self, grads, tv, seeds, scales, coefficient):
         grads = list(grads)
@@ -609,3 +651,19 @@ def _check_choice(name, value, choices):
             f"Unknown `{name}`. Expected one of {list(choices)}. "
             f"Received: {name}={value!r}"
         )
+
+
+def _inner_graph(op):
+    """The functional graph a nested model runs when called (a Functional
+    model whose `call` is not overridden, or a Sequential's), else `None`."""
+    if isinstance(op, keras.Sequential):
+        op = getattr(op, "_functional", None)
+    if not (
+        isinstance(op, keras.Model)
+        and hasattr(op, "_run_through_graph")
+        and hasattr(op, "_standardize_inputs")
+    ):
+        return None
+    if getattr(type(op).call, "__qualname__", "") != "Functional.call":
+        return None
+    return op
