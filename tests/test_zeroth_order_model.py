@@ -355,6 +355,74 @@ def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
     assert sizes["zo_sgd"] <= sizes["inference"] + 2 * largest, sizes
 
 
+@pytest.mark.parametrize("sparsity", [0.0, 0.5])
+def test_wide_dense_is_perturbed_in_column_blocks_exactly(sparsity):
+    # A kernel above the block size (1100 x 1000 > 2**20 entries) is
+    # perturbed and multiplied one block of columns at a time; the output
+    # must be that of the whole perturbed kernel.
+    from keras_local.models import zeroth_order_model as zom
+
+    rng = np.random.default_rng(16)
+    net = keras.Sequential([keras.Input((1100,)),
+                            keras.layers.Dense(1000, activation="tanh"),
+                            keras.layers.Dense(3)])
+    assert 1100 * 1000 > zom._KERNEL_BLOCK
+    x = rng.normal(size=(4, 1100)).astype("float32")
+    y = np.array([0, 1, 2, 0])
+    model = ZerothOrderModel(net, sparsity=sparsity, seed=2)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.build(x.shape)
+    assert model._splits_kernel(net.layers[0],
+                                model.variable_indices(net.layers[0]))
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    seed = model.step_seed(ntv)
+    seeds = [zo.direction_seed(seed, 0, i) for i in range(len(tv))]
+    scales = model._scales(tv, ntv)
+    whole = model._forward(zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None)
+    blocks = model._perturbed_forward(tv, ntv, x, y, None, seeds, scales, 0.1)
+    plain = model._forward(tv, ntv, x, y, None)
+    np.testing.assert_allclose(ops.convert_to_numpy(blocks[1]),
+                               ops.convert_to_numpy(whole[1]),
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(ops.convert_to_numpy(blocks[1]),
+                           ops.convert_to_numpy(plain[1]), atol=1e-2)
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="XLA memory analysis (JAX)")
+def test_wide_dense_step_holds_one_perturbed_block():
+    # MeZO's promise is inference-level memory: a whole perturbed copy of
+    # a 1536 x 1536 kernel (9 MiB) is more than half of it too many.
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from zeroth_order import InferenceProbe
+
+    from keras_local import backend
+
+    def make():
+        return keras.Sequential([keras.Input((1536,)),
+                                 keras.layers.Dense(1536, activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(32, 1536)).astype("float32")
+    y = rng.integers(0, 10, size=32)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    sizes = {}
+    for name, model in (("inference", InferenceProbe(make())),
+                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
+        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    largest = 1536 * 1536 * 4
+    assert sizes["zo_sgd"] <= sizes["inference"] + largest // 2, sizes
+
+
 def test_sign_conservative_and_adam_variants_follow_the_estimate():
     rng = np.random.default_rng(4)
     x, y = regression_data(rng)

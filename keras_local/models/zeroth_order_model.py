@@ -26,7 +26,12 @@ class ZerothOrderModel(LocalModel):
     ZO-SGD-MMT, `Adam` ZO-Adam. With plain `SGD`, `num_queries=1` and no
     `sign`/sparsity the update `theta - lr pg z` is elementwise in the
     regenerated `z`, so under XLA it fuses into the weight update and no
-    gradient-sized tensor is materialised.
+    gradient-sized tensor is materialised. On a functional or Sequential
+    model (nested ones included) each layer is perturbed just before it
+    runs, and a `Dense` kernel of more than 2**20 entries one block of
+    columns at a time, so the step needs about inference memory plus one
+    perturbed block. Every forward pass of a step sees the same dropout
+    masks.
 
     Since the model is never differentiated (except the `first_order_layers`
     of hybrid training), the compiled loss need not be differentiable (e.g.
@@ -414,6 +419,10 @@ class ZerothOrderModel(LocalModel):
                 anchor = (
                     ops.reshape(leaves[0], (-1,))[0] if leaves else None
                 )
+                if anchor is not None and self._splits_kernel(op, t_idx):
+                    return self._dense_by_column_blocks(
+                        op, args[0], tv, tied_seed, scales, epsilon, anchor
+                    )
                 values = [
                     zo.perturb([tv[i]], [tied_seed(i, anchor)], [scales[i]],
                                epsilon, self.distribution, self.generator)[0]
@@ -441,6 +450,64 @@ class ZerothOrderModel(LocalModel):
             outputs = outputs[0]
         loss = self._compile_loss(y, outputs, sample_weight)
         return ops.cast(loss, "float32"), outputs, state["ntv"]
+
+    def _splits_kernel(self, op, t_idx):
+        """Whether `op` is a plain `Dense` whose kernel is perturbed in
+        column blocks (larger than `_KERNEL_BLOCK` entries, portable
+        directions, no LoRA, quantisation or mixed precision)."""
+        if type(op) is not keras.layers.Dense or self.generator != "portable":
+            return False
+        if getattr(op, "lora_enabled", False) or (
+            op.dtype_policy.quantization_mode is not None
+            or op.compute_dtype != op.variable_dtype
+        ):
+            return False
+        if len(t_idx) != len(op.weights):  # a frozen kernel or bias
+            return False
+        return int(np.prod(op.kernel.shape)) > _KERNEL_BLOCK
+
+    def _dense_by_column_blocks(self, op, x, tv, tied_seed, scales, epsilon,
+                                anchor):
+        """`activation(x @ (W + eps z) + b + eps z_b)`, one block of `W`'s
+        columns at a time: each block's draw is tied to the previous
+        block's output, so only one perturbed block exists at a time (a CPU
+        or GPU matmul needs its operand materialised; the whole perturbed
+        kernel would be a weight-sized temporary)."""
+        k = self.variable_position(op.kernel)
+        rows, cols = (int(d) for d in op.kernel.shape)
+        width = max(1, _KERNEL_BLOCK // rows)
+        eps = ops.cast(epsilon, tv[k].dtype)
+        outputs, previous = [], anchor
+        for start in range(0, cols, width):
+            stop = min(cols, start + width)
+            position = (
+                ops.expand_dims(ops.arange(rows, dtype="int32") * cols, 1)
+                + ops.expand_dims(ops.arange(start, stop, dtype="int32"), 0)
+            )
+            seed = tied_seed(k, previous)
+            if seed is None:
+                block = tv[k][:, start:stop]
+            else:
+                z = zo.direction_at(position, seed, self.distribution,
+                                    tv[k].dtype)
+                scale = scales[k]
+                if scale is not None:
+                    scale = ops.cast(scale, tv[k].dtype)
+                    z = z * (scale[:, start:stop] if len(scale.shape) else scale)
+                block = tv[k][:, start:stop] + eps * z
+            out = ops.matmul(x, block)
+            outputs.append(out)
+            previous = out
+        y = ops.concatenate(outputs, axis=-1)
+        if op.bias is not None:
+            b = self.variable_position(op.bias)
+            y = ops.add(y, zo.perturb(
+                [tv[b]], [tied_seed(b, previous)], [scales[b]], epsilon,
+                self.distribution, self.generator,
+            )[0])
+        if op.activation is not None:
+            y = op.activation(y)
+        return y
 
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight
@@ -643,6 +710,11 @@ class ZerothOrderModel(LocalModel):
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         return cls(**config)
+
+
+# A Dense kernel with more entries is perturbed in column blocks of at most
+# this many entries (4 MiB in float32).
+_KERNEL_BLOCK = 1 << 20
 
 
 def _check_choice(name, value, choices):

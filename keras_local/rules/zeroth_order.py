@@ -64,8 +64,24 @@ def direction(shape, seed, distribution="gaussian", dtype="float32",
     for d in shape:
         size *= d
     position = ops.reshape(ops.arange(size, dtype="int32"), shape)
+    return direction_at(position, seed, distribution, dtype)
+
+
+def direction_at(position, seed, distribution="gaussian", dtype="float32"):
+    """The entries at flat positions `position` (an int32 tensor of any
+    shape) of the portable direction drawn from `seed`.
+
+    `direction(shape, seed)` is `direction_at(arange(size).reshape(shape),
+    seed)`, so a slice of a direction (a block of a kernel's columns) can be
+    drawn without the rest.
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"Unknown distribution. Expected one of {DISTRIBUTIONS}. "
+            f"Received: distribution={distribution!r}"
+        )
     key = _mix(seed_to_int32(seed))
-    h1 = _mix(position * ops.cast(-1640531527, "int32") + key)
+    h1 = _mix(ops.cast(position, "int32") * ops.cast(-1640531527, "int32") + key)
     if distribution == "rademacher":
         return ops.cast(ops.bitwise_and(h1, 1) * 2 - 1, dtype)
     h2 = _mix(ops.bitwise_xor(h1, ops.cast(0x2545F491, "int32")))
