@@ -8,9 +8,13 @@ Measures, on one model and batch, in the same run:
 - `zo_adam`, `forward_gradient`: for reference;
 - `backprop_adam`: plain Keras `fit` of the same model with Adam.
 
+Also `dropout`: ZO-SGD on MNIST with and without a `Dropout` layer (the
+two SPSA passes of a step must see the same dropout masks).
+
 Usage:
     kl jax python benchmarks/zeroth_order.py memory --width 2048 --depth 3
     kl jax python benchmarks/zeroth_order.py memory --model minilm --batch-size 16
+    kl jax python benchmarks/zeroth_order.py dropout --lr 3e-3 --epochs 10
 """
 
 import argparse
@@ -124,6 +128,43 @@ def memory(args):
     return result
 
 
+def dropout(args):
+    """ZO-SGD on an MNIST MLP (784-32-[Dropout]-10), the same seeds, with
+    each dropout rate: test accuracy and the logged projected gradient."""
+    import time
+
+    from keras_local.datasets import load_mnist
+
+    (x, y), (x_test, y_test) = load_mnist()
+    x = x[: args.train].reshape(-1, 784).astype("float32") / 255.0
+    y = y[: args.train]
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    results = []
+    for rate in args.rates:
+        keras.utils.set_random_seed(args.seed)
+        layers = [keras.Input((784,)), keras.layers.Dense(32, activation="relu")]
+        if rate:
+            layers.append(keras.layers.Dropout(rate))
+        net = keras.Sequential(layers + [keras.layers.Dense(10)])
+        model = ZerothOrderModel(net, epsilon=1e-3, seed=args.seed)
+        model.compile(optimizer=keras.optimizers.SGD(args.lr), loss=loss_fn(),
+                      metrics=["accuracy"])
+        start = time.time()
+        history = model.fit(x, y, batch_size=64, epochs=args.epochs, verbose=0)
+        accuracy = model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
+        results.append({
+            "dropout": rate,
+            "test_accuracy": float(accuracy),
+            "train_loss_per_epoch": [float(v) for v in history.history["loss"]],
+            "projected_gradient_per_epoch": [
+                float(v) for v in history.history["projected_gradient"]
+            ],
+            "seconds": time.time() - start,
+        })
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,9 +175,17 @@ def main(argv=None):
     m.add_argument("--width", type=int, default=2048)
     m.add_argument("--depth", type=int, default=3)
     m.add_argument("--batch-size", type=int, default=32)
+    d = sub.add_parser("dropout", help="ZO-SGD on MNIST with and without dropout")
+    d.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.3])
+    d.add_argument("--lr", type=float, default=3e-3)
+    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--train", type=int, default=20000)
+    d.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "memory":
         memory(args)
+    elif args.command == "dropout":
+        dropout(args)
 
 
 if __name__ == "__main__":
