@@ -317,13 +317,9 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly():
         model.fit(x, y, epochs=1, verbose=0)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="XLA memory analysis (JAX)")
-def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
-    # Six 512 x 512 layers inside a nested model, with dropout between
-    # them: the ZO-SGD step needs at most inference memory plus two of
-    # them, not a perturbed copy of the whole backbone (or every dropout
-    # mask drawn up front), as when the nested model was perturbed whole.
+def _inference_and_zo_sgd_temp_bytes(make, x, y):
+    """JAX: compiled train-step temporaries of inference (the benchmark's
+    `InferenceProbe`) and of ZO-SGD, each on a fresh `make()`."""
     import sys
 
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -331,6 +327,22 @@ def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
 
     from keras_local import backend
 
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    sizes = {}
+    for name, model in (("inference", InferenceProbe(make())),
+                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
+        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    return sizes
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="XLA memory analysis (JAX)")
+def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
+    # Six 512 x 512 layers inside a nested model, with dropout between
+    # them: the ZO-SGD step needs at most inference memory plus two of
+    # them, not a perturbed copy of the whole backbone (or every dropout
+    # mask drawn up front), as when the nested model was perturbed whole.
     def make():
         keras.utils.set_random_seed(0)
         inputs = keras.Input((512,))
@@ -345,12 +357,7 @@ def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
     rng = np.random.default_rng(15)
     x = rng.normal(size=(64, 512)).astype("float32")
     y = rng.integers(0, 10, size=64)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    sizes = {}
-    for name, model in (("inference", InferenceProbe(make())),
-                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
-        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
-        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    sizes = _inference_and_zo_sgd_temp_bytes(make, x, y)
     largest = 512 * 512 * 4
     assert sizes["zo_sgd"] <= sizes["inference"] + 2 * largest, sizes
 
@@ -398,13 +405,6 @@ def test_wide_dense_is_perturbed_in_column_blocks_exactly(sparsity):
 def test_wide_dense_step_holds_one_perturbed_block():
     # MeZO's promise is inference-level memory: a whole perturbed copy of
     # a 1536 x 1536 kernel (9 MiB) is more than half of it too many.
-    import sys
-
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from zeroth_order import InferenceProbe
-
-    from keras_local import backend
-
     def make():
         return keras.Sequential([keras.Input((1536,)),
                                  keras.layers.Dense(1536, activation="relu"),
@@ -413,12 +413,7 @@ def test_wide_dense_step_holds_one_perturbed_block():
     rng = np.random.default_rng(17)
     x = rng.normal(size=(32, 1536)).astype("float32")
     y = rng.integers(0, 10, size=32)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    sizes = {}
-    for name, model in (("inference", InferenceProbe(make())),
-                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
-        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
-        sizes[name] = backend.train_step_memory(model, x, y).bytes
+    sizes = _inference_and_zo_sgd_temp_bytes(make, x, y)
     largest = 1536 * 1536 * 4
     assert sizes["zo_sgd"] <= sizes["inference"] + largest // 2, sizes
 
