@@ -69,12 +69,19 @@ def freeze_all_but_norms_and_biases(net):
     return frozen
 
 
+def learning_rate(value, args):
+    """`value`, or a cosine decay from `value` to 0 over `--steps`."""
+    if args.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(value, decay_steps=args.steps)
+    return value
+
+
 def build(rule, net, args):
     """`(model, frozen)`: `net` compiled (or wrapped and compiled) for
     `rule`, and the variables frozen for it (to unfreeze afterwards)."""
     if rule in ("sgd", "adam"):
-        optimizer = (keras.optimizers.SGD(args.fo_sgd_lr) if rule == "sgd"
-                     else keras.optimizers.Adam(args.fo_adam_lr))
+        optimizer = (keras.optimizers.SGD(learning_rate(args.fo_sgd_lr, args)) if rule == "sgd"
+                     else keras.optimizers.Adam(learning_rate(args.fo_adam_lr, args)))
         net.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
         return net, []
     frozen = []
@@ -83,15 +90,15 @@ def build(rule, net, args):
     kwargs = {"epsilon": args.epsilon, "num_queries": args.num_queries,
               "seed": args.seed}
     if rule == "zo_sgd":
-        optimizer = keras.optimizers.SGD(args.zo_lr)
+        optimizer = keras.optimizers.SGD(learning_rate(args.zo_lr, args))
     elif rule == "zo_adam":
-        optimizer = keras.optimizers.Adam(args.zo_adam_lr)
+        optimizer = keras.optimizers.Adam(learning_rate(args.zo_adam_lr, args))
     elif rule == "forward_gradient":
         kwargs = {"estimator": "forward_gradient", "seed": args.seed}
-        optimizer = OPTIMIZERS[args.fg_optimizer](args.fg_lr)
+        optimizer = OPTIMIZERS[args.fg_optimizer](learning_rate(args.fg_lr, args))
     else:  # hybrid: first-order head, zeroth-order rest
         kwargs["first_order_layers"] = ["head"]
-        optimizer = OPTIMIZERS[args.hybrid_optimizer](args.hybrid_lr)
+        optimizer = OPTIMIZERS[args.hybrid_optimizer](learning_rate(args.hybrid_lr, args))
     model = ZerothOrderModel(net, **kwargs)
     model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
     return model, frozen
@@ -341,6 +348,9 @@ def parse(argv=None):
                             "--zo-adam-lr with adam")
     parser.add_argument("--fo-sgd-lr", type=float, default=1e-3)
     parser.add_argument("--fo-adam-lr", type=float, default=2e-5)
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                        help="every rule's learning rate: constant, or cosine decay to 0 "
+                        "over --steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
                         help="what the zeroth-order rules perturb: every trainable weight, or "

@@ -317,9 +317,10 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly():
         model.fit(x, y, epochs=1, verbose=0)
 
 
-def _inference_and_zo_sgd_temp_bytes(make, x, y):
+def _inference_and_zo_sgd_temp_bytes(make, x, y, forward_gradient=False):
     """JAX: compiled train-step temporaries of inference (the benchmark's
-    `InferenceProbe`) and of ZO-SGD, each on a fresh `make()`."""
+    `InferenceProbe`), of ZO-SGD and optionally of forward-gradient SGD,
+    each on a fresh `make()`."""
     import sys
 
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -329,11 +330,99 @@ def _inference_and_zo_sgd_temp_bytes(make, x, y):
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     sizes = {}
-    for name, model in (("inference", InferenceProbe(make())),
-                        ("zo_sgd", ZerothOrderModel(make(), seed=0))):
+    models = [("inference", InferenceProbe(make())),
+              ("zo_sgd", ZerothOrderModel(make(), seed=0))]
+    if forward_gradient:
+        models.append(("forward_gradient", ZerothOrderModel(
+            make(), estimator="forward_gradient", seed=0)))
+    for name, model in models:
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
         sizes[name] = backend.train_step_memory(model, x, y).bytes
     return sizes
+
+
+def test_forward_gradient_step_matches_numpy_reference():
+    # One step of the model with estimator="forward_gradient": the update
+    # is -lr * mean_k (grad f . z_k) z_k, grad f from NumPy and z_k the
+    # directions the step regenerates.
+    rng = np.random.default_rng(18)
+    net = linear_model(rng)
+    x, y = regression_data(rng)
+    model = ZerothOrderModel(net, estimator="forward_gradient",
+                             num_queries=2, seed=4)
+    lr = 0.05
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    model.build(x.shape)
+    before = [w.astype(np.float64) for w in net.get_weights()]
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    order = [[id(w) for w in model.trainable_variables].index(id(v))
+             for v in net.trainable_variables]
+    zs = [[ops.convert_to_numpy(z).astype(np.float64) for z in
+           model.perturbation(tv, ntv, query=k)] for k in range(2)]
+    true = np_mse_grads(before, x, y)
+    expected = [w.copy() for w in before]
+    for z in zs:
+        z = [z[i] for i in order]
+        dot = sum(float(np.sum(g * zi)) for g, zi in zip(true, z))
+        for j, zi in enumerate(z):
+            expected[j] -= lr * dot * zi / 2
+    logs = model.train_on_batch(x, y, return_dict=True)
+    for got, want in zip(net.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    pred = x @ before[0] @ before[2] + before[1] @ before[2] + before[3]
+    np.testing.assert_allclose(float(logs["loss"]), np.mean((pred - y) ** 2),
+                               rtol=1e-5)
+
+
+def _batchnorm_dropout_net(nested):
+    layers = [keras.layers.Dense(16, name="body"),
+              keras.layers.BatchNormalization(name="norm"),
+              keras.layers.Dropout(0.5), keras.layers.Dense(2, name="head")]
+    if not nested:
+        return keras.Sequential([keras.Input((8,))] + layers)
+    inner_in = keras.Input((8,))
+    h = inner_in
+    for layer in layers[:3]:
+        h = layer(h)
+    inner = keras.Model(inner_in, h, name="inner")
+    outer_in = keras.Input((8,))
+    return keras.Model(outer_in, layers[3](inner(outer_in)))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_forward_gradient_with_state_agrees_with_spsa(nested):
+    # With BatchNorm (batch statistics) and Dropout (the same masks in
+    # every pass), the forward gradient's grad f . z equals two-sided SPSA
+    # along the same z up to O(eps^2), and the BatchNorm statistics it
+    # returns are those of a plain training-mode call.
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.integers(0, 2, size=64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pgs = {}
+    for estimator in ("forward_gradient", "spsa"):
+        keras.utils.set_random_seed(0)
+        net = _batchnorm_dropout_net(nested)
+        model = ZerothOrderModel(net, estimator=estimator, epsilon=1e-3, seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+        pgs[estimator] = float(
+            model.train_on_batch(x, y, return_dict=True)["projected_gradient"]
+        )
+        if estimator == "forward_gradient":
+            norm = [v for v in net.non_trainable_weights if "norm" in v.path]
+            statistics = [ops.convert_to_numpy(v) for v in norm]
+    np.testing.assert_allclose(pgs["forward_gradient"], pgs["spsa"], rtol=1e-2)
+    assert pgs["spsa"] > 1e-3, pgs
+    keras.utils.set_random_seed(0)
+    plain = _batchnorm_dropout_net(nested)
+    plain(x, training=True)
+    norm = [v for v in plain.non_trainable_weights if "norm" in v.path]
+    assert len(norm) == 2
+    for got, want in zip(statistics, norm):
+        np.testing.assert_allclose(got, ops.convert_to_numpy(want),
+                                   rtol=1e-5, atol=1e-6)
+        assert np.abs(got).max() > 0
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax",
@@ -357,9 +446,13 @@ def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
     rng = np.random.default_rng(15)
     x = rng.normal(size=(64, 512)).astype("float32")
     y = rng.integers(0, 10, size=64)
-    sizes = _inference_and_zo_sgd_temp_bytes(make, x, y)
+    sizes = _inference_and_zo_sgd_temp_bytes(make, x, y, forward_gradient=True)
     largest = 512 * 512 * 4
     assert sizes["zo_sgd"] <= sizes["inference"] + 2 * largest, sizes
+    # Forward gradient: one jvp in the scalar t of theta + t z, z drawn
+    # layer by layer (7.38 MB, every tangent an input, when the jvp was
+    # taken in the weights; 2.76 MB now).
+    assert sizes["forward_gradient"] <= sizes["zo_sgd"] + 2 * largest, sizes
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5])

@@ -19,7 +19,9 @@ class ZerothOrderModel(LocalModel):
     the loss at `theta + epsilon z` and `theta - epsilon z` (SPSA), giving
     one scalar projected gradient `pg = (f+ - f-) / (2 epsilon)` and the
     estimate `g = pg z`; or takes one forward-mode `jvp` along `z`
-    (`estimator="forward_gradient"`, `g = (grad f . z) z`). `z` is never
+    (`estimator="forward_gradient"`, `g = (grad f . z) z`, the derivative
+    of `f(theta + t z)` in the scalar `t`, so `z` is drawn inside the
+    forward pass as for SPSA and is never a `jvp` input). `z` is never
     stored: it is regenerated from the seed, variable by variable, for
     `+epsilon`, `-epsilon` and the update (MeZO's memory trick). `g` goes to
     the compiled optimizer: `SGD` gives ZO-SGD, `SGD(momentum=...)`
@@ -585,35 +587,31 @@ class ZerothOrderModel(LocalModel):
             if loss0 is None:
                 loss0 = ops.mean(ops.stack(losses))
         else:
-            zo_idx = self._zo_idx
-
-            def fn(params):
-                values = self.scatter(tv, zo_idx, params)
-                loss, y_pred, _ = loss_at(values)
-                return loss, y_pred
-
+            # d/dt f(theta + t z) at t = 0 is grad f . z: one `jvp` in the
+            # scalar t, with z drawn layer by layer inside the forward pass
+            # (as for SPSA), so no weight-sized tangent is ever an input.
+            t0 = ops.zeros((), dtype="float32")
+            one = ops.ones((), dtype="float32")
             for k in range(q):
                 seeds = seeds_for(k, previous)
-                tangents = []
-                for i in zo_idx:
-                    z = zo.direction(tv[i].shape, seeds[i], self.distribution,
-                                     tv[i].dtype, self.generator)
-                    tangents.append(z if scales[i] is None else z * scales[i])
-                (loss, yp), (pg, _) = backend.jvp(
-                    fn, self.gather(tv, zo_idx), tangents
+
+                def along(t, seeds=seeds):
+                    return self._perturbed_forward(
+                        tv, ntv, x, y, sample_weight, seeds, scales, t[0]
+                    )
+
+                (loss, yp, ntv_k), (pg, _, _) = backend.jvp(
+                    along, [t0], [one]
                 )
                 pg = ops.cast(pg, "float32")
                 if loss0 is None:
                     loss0 = loss
                 if y_pred is None:
-                    y_pred = yp
+                    y_pred, new_ntv = yp, ntv_k
                 pgs.append(pg)
                 previous = loss
                 grads = self._accumulate(grads, tv, seeds_for(k, previous),
                                          scales, pg / q)
-            if new_ntv is None:
-                # The seed generators of dropout etc. still advance.
-                _, new_ntv = self.stateless_call(tv, ntv, x, training=True)
 
         if self.sign:
             grads = [
