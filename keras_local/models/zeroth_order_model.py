@@ -470,37 +470,42 @@ class ZerothOrderModel(LocalModel):
 
     def _dense_by_column_blocks(self, op, x, tv, tied_seed, scales, epsilon,
                                 anchor):
-        """`activation(x @ (W + eps z) + b + eps z_b)`, one block of `W`'s
+        """`activation(x @ (W + eps z) + b + eps z_b)`, one block of `z`'s
         columns at a time: each block's draw is tied to the previous
-        block's output, so only one perturbed block exists at a time (a CPU
+        block's product, so only one block of `z` exists at a time (a CPU
         or GPU matmul needs its operand materialised; the whole perturbed
-        kernel would be a weight-sized temporary)."""
+        kernel would be a weight-sized temporary). SPSA multiplies by the
+        perturbed block `W + eps z`; the forward gradient (a `jvp` in
+        `eps`) by `z` alone, adding `x @ W` once, since a perturbed block
+        and its tangent `z` would be two block-sized temporaries."""
         k = self.variable_position(op.kernel)
         rows, cols = (int(d) for d in op.kernel.shape)
         width = max(1, _KERNEL_BLOCK // rows)
         eps = ops.cast(epsilon, tv[k].dtype)
-        outputs, previous = [], anchor
-        for start in range(0, cols, width):
-            stop = min(cols, start + width)
-            position = (
-                ops.expand_dims(ops.arange(rows, dtype="int32") * cols, 1)
-                + ops.expand_dims(ops.arange(start, stop, dtype="int32"), 0)
-            )
-            seed = tied_seed(k, previous)
-            if seed is None:
-                block = tv[k][:, start:stop]
-            else:
-                z = zo.direction_at(position, seed, self.distribution,
-                                    tv[k].dtype)
+        linear = self.estimator == "forward_gradient"
+        previous = anchor
+        if tied_seed(k, anchor) is None:
+            y = ops.matmul(x, tv[k])
+        else:
+            outputs = []
+            for start in range(0, cols, width):
+                stop = min(cols, start + width)
+                position = (
+                    ops.expand_dims(ops.arange(rows, dtype="int32") * cols, 1)
+                    + ops.expand_dims(ops.arange(start, stop, dtype="int32"), 0)
+                )
+                z = zo.direction_at(position, tied_seed(k, previous),
+                                    self.distribution, tv[k].dtype)
                 scale = scales[k]
                 if scale is not None:
                     scale = ops.cast(scale, tv[k].dtype)
                     z = z * (scale[:, start:stop] if len(scale.shape) else scale)
-                block = tv[k][:, start:stop] + eps * z
-            out = ops.matmul(x, block)
-            outputs.append(out)
-            previous = out
-        y = ops.concatenate(outputs, axis=-1)
+                block = z if linear else tv[k][:, start:stop] + eps * z
+                previous = ops.matmul(x, block)
+                outputs.append(previous)
+            y = ops.concatenate(outputs, axis=-1)
+            if linear:
+                y = ops.matmul(x, tv[k]) + eps * y
         if op.bias is not None:
             b = self.variable_position(op.bias)
             y = ops.add(y, zo.perturb(
