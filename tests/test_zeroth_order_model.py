@@ -269,10 +269,12 @@ def test_dropout_masks_are_the_same_at_plus_and_minus_epsilon(nested):
     assert max(pgs[0]) < 20.0, pgs
 
 
-def test_nested_model_is_perturbed_layer_by_layer_exactly():
+@pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
+def test_nested_model_is_perturbed_layer_by_layer_exactly(estimator):
     # A keras-hub-style backbone nested in a task model is run layer by
     # layer; the loss and outputs must be those of the whole model at
-    # theta + eps z (also with sparsity masks and BatchNorm state).
+    # theta + eps z (also with sparsity masks and BatchNorm state). Under
+    # the forward gradient the embedding gathers take(W) + eps take(z).
     rng = np.random.default_rng(14)
     ids = keras.Input((5,), dtype="int32")
     h = keras.layers.Embedding(50, 8, name="embed")(ids)
@@ -285,12 +287,17 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly():
     x = rng.integers(0, 50, size=(6, 5)).astype("int32")
     y = np.array([0, 1, 2, 0, 1, 2])
     for sparsity in (0.0, 0.5):
-        model = ZerothOrderModel(net, sparsity=sparsity, seed=3)
+        model = ZerothOrderModel(net, sparsity=sparsity, estimator=estimator,
+                                 seed=3)
         model.compile(
             optimizer=keras.optimizers.SGD(0.1),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         model.build(x.shape)
+        embed = inner.get_layer("embed")
+        assert model._gathers_rows(
+            embed, model.variable_indices(embed), (x,), {}
+        ) == (estimator == "forward_gradient")
         tv = [v.value for v in model.trainable_variables]
         ntv = [v.value for v in model.non_trainable_variables]
         seed = model.step_seed(ntv)

@@ -425,6 +425,10 @@ class ZerothOrderModel(LocalModel):
                     return self._dense_by_column_blocks(
                         op, args[0], tv, tied_seed, scales, epsilon, anchor
                     )
+                if self._gathers_rows(op, t_idx, args, kwargs):
+                    return self._embedding_rows(
+                        op, args[0], tv, tied_seed, scales, epsilon, anchor
+                    )
                 values = [
                     zo.perturb([tv[i]], [tied_seed(i, anchor)], [scales[i]],
                                epsilon, self.distribution, self.generator)[0]
@@ -467,6 +471,48 @@ class ZerothOrderModel(LocalModel):
         if len(t_idx) != len(op.weights):  # a frozen kernel or bias
             return False
         return int(np.prod(op.kernel.shape)) > _KERNEL_BLOCK
+
+    def _gathers_rows(self, op, t_idx, args, kwargs):
+        """Whether `op` is a plain `Embedding` lookup (keras-hub's
+        `ReversibleEmbedding` too, not reversed) under the forward
+        gradient: no mask, LoRA, quantisation or mixed precision, the table
+        its only perturbed weight."""
+        if self.estimator != "forward_gradient":
+            return False
+        if not isinstance(op, keras.layers.Embedding) or len(args) != 1:
+            return False
+        if set(kwargs) - {"training"} or op.mask_zero:
+            return False
+        if type(op).call is not keras.layers.Embedding.call and (
+            type(op).__name__ != "ReversibleEmbedding"
+        ):
+            return False
+        if getattr(op, "lora_enabled", False) or (
+            op.dtype_policy.quantization_mode is not None
+            or op.compute_dtype != op.variable_dtype
+        ):
+            return False
+        return t_idx == [self.variable_position(op.embeddings)]
+
+    def _embedding_rows(self, op, ids, tv, tied_seed, scales, epsilon,
+                        anchor):
+        """`take(W, ids) + eps take(z, ids)`, which is `take(W + eps z,
+        ids)`: under a `jvp` in `eps` the table's direction `z` then has
+        one consumer, a gather that XLA fuses with the draw, so neither
+        `z` nor a perturbed table is materialised (the table is often a
+        model's largest weight)."""
+        e = self.variable_position(op.embeddings)
+        if ids.dtype not in ("int32", "int64"):
+            ids = ops.cast(ids, "int32")
+        rows = ops.take(tv[e], ids, axis=0)
+        seed = tied_seed(e, anchor)
+        if seed is not None:
+            z = zo.direction(tv[e].shape, seed, self.distribution,
+                             tv[e].dtype, self.generator)
+            if scales[e] is not None:
+                z = z * ops.cast(scales[e], z.dtype)
+            rows = rows + ops.cast(epsilon, rows.dtype) * ops.take(z, ids, axis=0)
+        return rows
 
     def _dense_by_column_blocks(self, op, x, tv, tied_seed, scales, epsilon,
                                 anchor):
