@@ -231,15 +231,20 @@ def test_perturbation_identical_in_its_three_uses():
     assert cosine > 0.9999
 
 
-def _dropout_net(nested):
-    layers = [keras.layers.Dense(16, name="body"), keras.layers.Dropout(0.5),
-              keras.layers.Dense(2, name="head")]
+def _dropout_net(nested, batchnorm=False):
+    layers = [keras.layers.Dense(16, name="body")]
+    if batchnorm:
+        layers.append(keras.layers.BatchNormalization(name="norm"))
+    layers += [keras.layers.Dropout(0.5), keras.layers.Dense(2, name="head")]
     if not nested:
         return keras.Sequential([keras.Input((8,))] + layers)
     inner_in = keras.Input((8,))
-    inner = keras.Model(inner_in, layers[1](layers[0](inner_in)), name="inner")
+    h = inner_in
+    for layer in layers[:-1]:
+        h = layer(h)
+    inner = keras.Model(inner_in, h, name="inner")
     outer_in = keras.Input((8,))
-    return keras.Model(outer_in, layers[2](inner(outer_in)))
+    return keras.Model(outer_in, layers[-1](inner(outer_in)))
 
 
 @pytest.mark.parametrize("nested", [False, True])
@@ -382,21 +387,6 @@ def test_forward_gradient_step_matches_numpy_reference():
                                rtol=1e-5)
 
 
-def _batchnorm_dropout_net(nested):
-    layers = [keras.layers.Dense(16, name="body"),
-              keras.layers.BatchNormalization(name="norm"),
-              keras.layers.Dropout(0.5), keras.layers.Dense(2, name="head")]
-    if not nested:
-        return keras.Sequential([keras.Input((8,))] + layers)
-    inner_in = keras.Input((8,))
-    h = inner_in
-    for layer in layers[:3]:
-        h = layer(h)
-    inner = keras.Model(inner_in, h, name="inner")
-    outer_in = keras.Input((8,))
-    return keras.Model(outer_in, layers[3](inner(outer_in)))
-
-
 @pytest.mark.parametrize("nested", [False, True])
 def test_forward_gradient_with_state_agrees_with_spsa(nested):
     # With BatchNorm (batch statistics) and Dropout (the same masks in
@@ -410,7 +400,7 @@ def test_forward_gradient_with_state_agrees_with_spsa(nested):
     pgs = {}
     for estimator in ("forward_gradient", "spsa"):
         keras.utils.set_random_seed(0)
-        net = _batchnorm_dropout_net(nested)
+        net = _dropout_net(nested, batchnorm=True)
         model = ZerothOrderModel(net, estimator=estimator, epsilon=1e-3, seed=0)
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
         pgs[estimator] = float(
@@ -422,7 +412,7 @@ def test_forward_gradient_with_state_agrees_with_spsa(nested):
     np.testing.assert_allclose(pgs["forward_gradient"], pgs["spsa"], rtol=1e-2)
     assert pgs["spsa"] > 1e-3, pgs
     keras.utils.set_random_seed(0)
-    plain = _batchnorm_dropout_net(nested)
+    plain = _dropout_net(nested, batchnorm=True)
     plain(x, training=True)
     norm = [v for v in plain.non_trainable_weights if "norm" in v.path]
     assert len(norm) == 2
