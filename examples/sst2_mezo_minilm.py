@@ -99,6 +99,7 @@ def build(rule, net, args):
     else:  # hybrid: first-order head, zeroth-order rest
         kwargs["first_order_layers"] = ["head"]
         optimizer = OPTIMIZERS[args.hybrid_optimizer](learning_rate(args.hybrid_lr, args))
+    kwargs["query_training"] = not args.inference_queries
     model = ZerothOrderModel(net, **kwargs)
     model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
     return model, frozen
@@ -351,6 +352,9 @@ def parse(argv=None):
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                         help="every rule's learning rate: constant, or cosine decay to 0 "
                         "over --steps")
+    parser.add_argument("--inference-queries", action="store_true",
+                        help="the zeroth-order rules query the loss in inference mode "
+                        "(dropout off), as the MeZO reference does")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
                         help="what the zeroth-order rules perturb: every trainable weight, or "

@@ -128,6 +128,14 @@ once per sentence and their output is cached
 zeroth-order step costs about `N / 6` of a full forward pass and thousands
 of steps fit on a CPU.
 
+A model with dropout (BERT has it) is queried in training mode by default:
+each step draws one set of masks and uses it for `+eps` and `-eps`, so the
+two losses differ only through the weights. MeZO's reference instead
+evaluates its losses in inference mode; `query_training=False` does the
+same here (no dropout noise in the estimate, BatchNorm on its moving
+statistics, which are then not updated), and the example's
+`--inference-queries` passes it.
+
 ## Conclusion
 
 `ZerothOrderModel` turns any Keras model into a forward-only learner. Under

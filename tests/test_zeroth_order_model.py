@@ -422,6 +422,65 @@ def test_forward_gradient_with_state_agrees_with_spsa(nested):
         assert np.abs(got).max() > 0
 
 
+@pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
+@pytest.mark.parametrize("nested", [False, True])
+def test_inference_mode_queries_are_inference_calls(nested, estimator):
+    # query_training=False (MeZO's reference queries the loss in `eval`
+    # mode): the step equals SPSA computed here from plain inference calls
+    # `net(x, training=False)` at theta +- eps z (no dropout, BatchNorm on
+    # its moving statistics), and leaves the moving statistics unchanged.
+    rng = np.random.default_rng(23)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.integers(0, 2, size=64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    eps, lr = 1e-3, 0.1
+    keras.utils.set_random_seed(0)
+    net = _dropout_net(nested, batchnorm=True)
+    net.build((None, 8))
+    norm = [v for v in net.non_trainable_weights if "norm" in v.path]
+    assert len(norm) == 2
+    for v, value in zip(norm, (rng.normal(size=16), rng.uniform(0.5, 2, 16))):
+        v.assign(value.astype("float32"))  # moving mean and variance
+    model = ZerothOrderModel(net, estimator=estimator, epsilon=eps, seed=0,
+                             query_training=False)
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=loss)
+    model.build(x.shape)
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    order = [[id(w) for w in model.trainable_variables].index(id(v))
+             for v in net.trainable_variables]
+    z = [ops.convert_to_numpy(model.perturbation(tv, ntv)[i]) for i in order]
+    before = [ops.convert_to_numpy(v) for v in net.trainable_variables]
+    state = [ops.convert_to_numpy(v) for v in net.non_trainable_variables]
+
+    def inference_loss(sign):
+        for v, w, zi in zip(net.trainable_variables, before, z):
+            v.assign(w + sign * eps * zi)
+        return float(loss(y, net(x, training=False)))
+
+    pg = (inference_loss(1.0) - inference_loss(-1.0)) / (2 * eps)
+    for v, w in zip(net.trainable_variables, before):
+        v.assign(w)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    np.testing.assert_allclose(float(logs["projected_gradient"]), abs(pg),
+                               rtol=1e-2)
+    for v, w, zi in zip(net.trainable_variables, before, z):
+        np.testing.assert_allclose(ops.convert_to_numpy(v), w - lr * pg * zi,
+                                   rtol=1e-3, atol=1e-4)
+    for v, want in zip(net.non_trainable_variables, state):
+        np.testing.assert_array_equal(ops.convert_to_numpy(v), want)
+    # The default (training-mode queries: dropout, batch statistics)
+    # measures another function from the same weights and seed.
+    for v, w in zip(net.trainable_variables, before):
+        v.assign(w)
+    default = ZerothOrderModel(net, estimator=estimator, epsilon=eps, seed=0)
+    default.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+    pg_training = float(
+        default.train_on_batch(x, y, return_dict=True)["projected_gradient"]
+    )
+    assert abs(pg_training - abs(pg)) > 0.05 * abs(pg), (pg_training, pg)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "jax",
                     reason="XLA memory analysis (JAX)")
 def test_nested_model_step_holds_one_perturbed_layer_at_a_time():
@@ -690,6 +749,8 @@ def test_bad_input_raises_value_error():
         ZerothOrderModel(linear_model(rng), num_queries=0)
     with pytest.raises(ValueError, match="Received: estimator='newton'"):
         ZerothOrderModel(linear_model(rng), estimator="newton")
+    with pytest.raises(TypeError, match="Received: query_training='no'"):
+        ZerothOrderModel(linear_model(rng), query_training="no")
     net = linear_model(rng)
     net.trainable = False
     model = ZerothOrderModel(net)

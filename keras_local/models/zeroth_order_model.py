@@ -33,7 +33,9 @@ class ZerothOrderModel(LocalModel):
     runs, and a `Dense` kernel of more than 2**20 entries one block of
     columns at a time, so the step needs about inference memory plus one
     perturbed block. Every forward pass of a step sees the same dropout
-    masks.
+    masks; with `query_training=False` the passes run in inference mode
+    instead, as in the MeZO reference (dropout off, BatchNorm on its moving
+    statistics, which training then leaves unchanged).
 
     Since the model is never differentiated (except the `first_order_layers`
     of hybrid training), the compiled loss need not be differentiable (e.g.
@@ -84,6 +86,12 @@ class ZerothOrderModel(LocalModel):
             smallest-magnitude `1 - sparsity` entries are perturbed,
             recomputed each step). Defaults to `"random"`.
         sparsity_resample_every: int >= 1. Defaults to `1`.
+        query_training: bool, the `training` flag of the loss queries (the
+            forward passes at perturbed weights, and the first-order pass of
+            `first_order_layers`). `False` evaluates the loss of the model
+            as it predicts (MeZO's reference runs its queries in `eval`
+            mode): no dropout noise in the estimate, BatchNorm statistics
+            neither used nor updated. Defaults to `True`.
         seed: int or `None`, seeds the directions. Defaults to `None`.
         **kwargs: passed to `keras.Model`.
 
@@ -128,6 +136,7 @@ class ZerothOrderModel(LocalModel):
         sparsity=0.0,
         sparsity_mode="random",
         sparsity_resample_every=1,
+        query_training=True,
         seed=None,
         **kwargs,
     ):
@@ -163,6 +172,12 @@ class ZerothOrderModel(LocalModel):
                 "`sparsity_resample_every` must be an int >= 1. Received: "
                 f"sparsity_resample_every={sparsity_resample_every!r}"
             )
+        if not isinstance(query_training, (bool, np.bool_)):
+            raise TypeError(
+                "`query_training` must be a bool (the `training` flag of "
+                "the loss queries). Received: "
+                f"query_training={query_training!r}"
+            )
         if one_sided and estimator != "spsa":
             raise ValueError(
                 "`one_sided=True` applies to `estimator='spsa'` only. "
@@ -184,6 +199,7 @@ class ZerothOrderModel(LocalModel):
         self.sparsity = float(sparsity)
         self.sparsity_mode = sparsity_mode
         self.sparsity_resample_every = int(sparsity_resample_every)
+        self.query_training = bool(query_training)
         self.zo_step = self.add_weight(
             shape=(), dtype="int32", initializer="zeros", trainable=False,
             name="zo_step",
@@ -325,7 +341,9 @@ class ZerothOrderModel(LocalModel):
     # ------------------------------------------------------------------ #
     def _forward(self, tv, ntv, x, y, sample_weight):
         self._rewind_random_state()
-        y_pred, new_ntv = self.stateless_call(tv, ntv, x, training=True)
+        y_pred, new_ntv = self.stateless_call(
+            tv, ntv, x, training=self.query_training
+        )
         loss = self._compile_loss(y, y_pred, sample_weight)
         return ops.cast(loss, "float32"), y_pred, new_ntv
 
@@ -392,7 +410,7 @@ class ZerothOrderModel(LocalModel):
             if not n_idx and not any(seeds[i] is not None for i in t_idx):
                 def plain(*args, **kwargs):
                     if takes_training:
-                        kwargs["training"] = True
+                        kwargs["training"] = self.query_training
                     return op(*args, **kwargs)
                 return plain
             # A layer with state (dropout seeds, BatchNorm statistics) runs
@@ -435,7 +453,7 @@ class ZerothOrderModel(LocalModel):
                     for i in t_idx
                 ]
                 if takes_training:
-                    kwargs["training"] = True
+                    kwargs["training"] = self.query_training
                 # Tied to the input too, so random draws (dropout) are made
                 # when the layer runs, not all hoisted to the step's start.
                 layer_state = [
@@ -750,6 +768,7 @@ class ZerothOrderModel(LocalModel):
                 "sparsity": self.sparsity,
                 "sparsity_mode": self.sparsity_mode,
                 "sparsity_resample_every": self.sparsity_resample_every,
+                "query_training": self.query_training,
             }
         )
         return config
