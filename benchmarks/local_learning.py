@@ -69,11 +69,16 @@ def make_model(rule, k, args):
         return network(rule, args)
     if rule == "backprop_remat":
         return network(rule, args, remat=True)
+    # `<local rule>_remat`: the rule with `remat=True` (each module
+    # recomputed for its backward pass, as the checkpointed baseline does).
+    remat = rule.endswith("_remat") and rule[: -len("_remat")] in LOCAL_RULES
+    if remat:
+        rule = rule[: -len("_remat")]
     if rule not in LOCAL_RULES + ("backprop_checkpointed",):
         raise ValueError(
             f"Unknown rule. Expected one of backprop, backprop_remat, "
-            f"backprop_checkpointed, {', '.join(LOCAL_RULES)}. "
-            f"Received: {rule!r}"
+            f"backprop_checkpointed, {', '.join(LOCAL_RULES)} (each also "
+            f"with the suffix _remat). Received: {rule!r}"
         )
     net = network(rule, args)
     k = int(k)
@@ -87,7 +92,7 @@ def make_model(rule, k, args):
         # Backprop with gradient checkpointing at the same module
         # boundaries as the local rules: their fair memory baseline.
         return CheckpointedBackpropModel(net, seed=0, **split)
-    return LocalLossModel(net, auxiliary=rule, seed=0, **split)
+    return LocalLossModel(net, auxiliary=rule, remat=remat, seed=0, **split)
 
 
 # ---------------------------------------------------------------------- #

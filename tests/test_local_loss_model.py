@@ -5,6 +5,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_local.models.checkpointed_backprop_model import (
+    CheckpointedBackpropModel,
+)
 from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.rules import local_learning as ll
 from tests.conftest import BACKEND
@@ -190,6 +193,11 @@ def test_model_without_modules_or_cuts_is_rejected():
         LocalLossModel(small_resnet())
 
 
+def test_non_bool_remat_is_rejected():
+    with pytest.raises(TypeError, match="Received: remat='yes'"):
+        LocalLossModel(small_resnet(), num_modules=2, remat="yes")
+
+
 # ---------------------------------------------------------------------- #
 # Training semantics.
 # ---------------------------------------------------------------------- #
@@ -253,6 +261,86 @@ def test_modules_free_their_activations_on_jax():
         compiled(model)
         sizes[name] = backend.train_step_memory(model, x, y).bytes
     assert sizes["local"] < 0.5 * sizes["backprop"], sizes
+
+
+@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])
+def test_remat_gives_the_same_step(rng, auxiliary):
+    """`remat=True` recomputes each module for its backward pass: the
+    weights, BatchNorm statistics and logs after a step are those of the
+    plain step, with L2 penalties and Dropout inside the modules."""
+    x, y = data(rng)
+    results = []
+    for remat in (False, True):
+        keras.utils.set_random_seed(0)
+        net = _bn_dropout_l2_net()
+        model = compiled(LocalLossModel(net, num_modules=3,
+                                        auxiliary=auxiliary, remat=remat,
+                                        seed=0))
+        model.build(x.shape)
+        if remat:
+            model.set_weights(start)
+        else:
+            start = model.get_weights()
+        logs = model.train_on_batch(x, y, return_dict=True)
+        results.append((model.get_weights(), logs))
+    (plain, plain_logs), (remat, remat_logs) = results
+    for a, b in zip(plain, remat):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    moved = sum(not np.array_equal(a, b) for a, b in zip(start, plain))
+    assert moved > len(start) // 2
+    for name in ("module_0_loss", "module_1_loss", "module_2_loss"):
+        np.testing.assert_allclose(remat_logs[name], plain_logs[name],
+                                   rtol=1e-5)
+
+
+def _bn_dropout_l2_net():
+    inp = keras.Input((8, 8, 3))
+    x = inp
+    for b, filters in enumerate((4, 8, 8)):
+        x = keras.layers.Conv2D(
+            filters, 3, strides=2 if b == 1 else 1, padding="same",
+            kernel_regularizer=keras.regularizers.L2(0.01), name=f"b{b}_conv",
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"b{b}_bn")(x)
+        x = keras.layers.Dropout(0.3, seed=b, name=f"b{b}_drop")(x)
+        x = keras.layers.ReLU(name=f"b{b}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(4, name="logits")(x))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="XLA memory analysis (JAX)")
+@pytest.mark.parametrize("auxiliary", ["infopro", "auglocal", "man"])
+def test_remat_lowers_step_memory_on_jax(auxiliary):
+    """With `remat=True` a module's activations and its auxiliary
+    network's are never alive together, so the compiled step needs less.
+
+    Six full-resolution blocks (one module each, batch 32): one activation
+    tensor is 1 MiB. Measured on XLA CPU (jax 0.10.2): InfoPro 15.8 ->
+    11.6 MB, AugLocal 18.9 -> 14.7 MB, MAN 12.7 -> 10.8 MB; checkpointed
+    backprop at the same cuts 13.7 MB. Asserted: at least one activation
+    tensor saved (each of these auxiliary networks holds full-resolution
+    activations), and InfoPro with remat under the checkpointed baseline.
+    """
+    from keras_local import backend
+
+    x = np.zeros((32, 32, 32, 3), "float32")
+    y = np.zeros((32,), "int32")
+    activation = 32 * 32 * 32 * 8 * 4
+    cuts = ["stem_out"] + [f"b{b}_out" for b in range(5)]
+    sizes = {}
+    for remat in (False, True):
+        keras.backend.clear_session()
+        model = compiled(LocalLossModel(_same_resolution_resnet(), cuts=cuts,
+                                        auxiliary=auxiliary, remat=remat,
+                                        seed=0))
+        sizes[remat] = backend.train_step_memory(model, x, y).bytes
+    assert sizes[True] <= sizes[False] - activation, sizes
+    if auxiliary == "infopro":
+        keras.backend.clear_session()
+        baseline = compiled(CheckpointedBackpropModel(
+            _same_resolution_resnet(), cuts=cuts, seed=0))
+        checkpointed = backend.train_step_memory(baseline, x, y).bytes
+        assert sizes[True] < checkpointed < sizes[False], (sizes, checkpointed)
 
 
 @pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])

@@ -66,6 +66,14 @@ class LocalLossModel(LocalModel):
         infopro_lambdas: `(lambda_reconstruction, lambda_class)`. Defaults
             to `(1.0, 1.0)`.
         momentum: float, MAN's EMA momentum. Defaults to `0.995`.
+        remat: bool, rematerialise each module but the last: its forward
+            pass keeps no activations, its auxiliary network's loss gives
+            the gradient at the module's output, then the module is run
+            again and that gradient pulled back through it. A module's
+            activations and its auxiliary network's are then never held
+            together, for one more forward pass of the module (the trade
+            checkpointed backprop makes). Gradients are unchanged.
+            Defaults to `False`.
         seed: int or `None`. Defaults to `None`.
         **kwargs: passed to `keras.Model`.
 
@@ -105,10 +113,16 @@ class LocalLossModel(LocalModel):
         auxiliary_depth=3,
         infopro_lambdas=(1.0, 1.0),
         momentum=0.995,
+        remat=False,
         seed=None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
+        if not isinstance(remat, (bool, np.bool_)):
+            raise TypeError(
+                "`remat` must be a bool (rematerialise each module for its "
+                f"backward pass). Received: remat={remat!r}"
+            )
         if isinstance(network, (list, tuple)):
             if not network or not all(
                 isinstance(b, keras.layers.Layer) for b in network
@@ -170,6 +184,7 @@ class LocalLossModel(LocalModel):
         self.auxiliary_depth = int(auxiliary_depth)
         self.infopro_lambdas = lambdas
         self.momentum = float(momentum)
+        self.remat = bool(remat)
         self._graph = None
         self.auxiliary_networks = []
         if _known_input_shape(network) is not None:
@@ -470,25 +485,21 @@ class LocalLossModel(LocalModel):
                 if aux is None:
                     loss = self._local_loss(y, out, sample_weight)
                     return loss + reg, (out, out, new_m_ntv, a_ntv)
-                aux_out, new_a_ntv, aux_losses = aux.stateless_call(
-                    params[n_m:], a_ntv, out, training=True,
-                    return_losses=True,
+                loss, new_a_ntv = self._auxiliary_loss(
+                    aux, params[n_m:], a_ntv, out, x, y, sample_weight
                 )
-                reg = reg + _sum(aux_losses)
-                if self.auxiliary == "infopro":
-                    pred, rec = aux_out
-                    loss = ll.infopro_loss(
-                        rec, x, self._local_loss(y, pred, sample_weight),
-                        *self.infopro_lambdas,
-                    )
-                else:
-                    loss = self._local_loss(y, aux_out, sample_weight)
                 return loss + reg, (out, out, new_m_ntv, new_a_ntv)
 
             params = self.gather(tv, m_t) + self.gather(tv, a_t)
-            (loss, (h, out, m_ntv, a_ntv)), g = backend.value_and_grad(
-                module_loss, has_aux=True
-            )(params, h, self.gather(ntv, m_n), self.gather(ntv, a_n))
+            if self.remat and k != last:
+                loss, h, g, m_ntv, a_ntv = self._rematerialized_module(
+                    module, aux, params, len(m_t), h, self.gather(ntv, m_n),
+                    self.gather(ntv, a_n), x, y, sample_weight,
+                )
+            else:
+                (loss, (h, out, m_ntv, a_ntv)), g = backend.value_and_grad(
+                    module_loss, has_aux=True
+                )(params, h, self.gather(ntv, m_n), self.gather(ntv, a_n))
             if k != last:
                 # The next module's forward waits for this module's
                 # gradients (`after`), and its input is materialised once
@@ -508,6 +519,62 @@ class LocalLossModel(LocalModel):
         if self.auxiliary == "man":
             new_ntv = self._man_update(tv, ntv, new_ntv)
         return grads, new_ntv, total, y_pred, logs
+
+    def _auxiliary_loss(self, aux, params, a_ntv, out, x, y, sample_weight):
+        aux_out, new_a_ntv, losses = aux.stateless_call(
+            params, a_ntv, out, training=True, return_losses=True
+        )
+        if self.auxiliary == "infopro":
+            pred, rec = aux_out
+            loss = ll.infopro_loss(
+                rec, x, self._local_loss(y, pred, sample_weight),
+                *self.infopro_lambdas,
+            )
+        else:
+            loss = self._local_loss(y, aux_out, sample_weight)
+        return loss + _sum(losses), new_a_ntv
+
+    def _rematerialized_module(self, module, aux, params, n_m, h, m_ntv,
+                               a_ntv, x, y, sample_weight):
+        """`(loss, output, grads, new module state, new auxiliary state)`
+        of one module with `remat=True`: forward without keeping
+        activations, the auxiliary loss's gradient at the output, then the
+        module run again from the same state (same dropout masks and batch
+        statistics) and that gradient pulled back through it."""
+        out, new_m_ntv = module.stateless_call(
+            params[:n_m], m_ntv, h, training=True
+        )
+        out = backend.barrier(backend.stop_gradient(out))
+
+        def auxiliary_loss(values, a_ntv):
+            loss, new_a_ntv = self._auxiliary_loss(
+                aux, values[:-1], a_ntv, values[-1], x, y, sample_weight
+            )
+            return loss, new_a_ntv
+
+        (loss, new_a_ntv), g = backend.value_and_grad(
+            auxiliary_loss, has_aux=True
+        )(list(params[n_m:]) + [out], a_ntv)
+        a_grads, cotangent = list(g[:-1]), g[-1]
+        # The recomputation waits for the cotangent, so XLA neither merges
+        # it with the first forward pass nor runs it before the auxiliary
+        # network's backward.
+        h_in, cotangent = backend.barrier((after(h, cotangent), cotangent))
+
+        def pulled_back(values, cotangent):
+            again, _, losses = module.stateless_call(
+                values, m_ntv, h_in, training=True, return_losses=True
+            )
+            reg = _sum(losses)
+            dot = ops.sum(ops.cast(again, "float32")
+                          * ops.cast(cotangent, "float32"))
+            return dot + reg, reg
+
+        (_, reg), m_grads = backend.value_and_grad(pulled_back, has_aux=True)(
+            list(params[:n_m]), cotangent
+        )
+        return (loss + reg, out, list(m_grads) + a_grads, new_m_ntv,
+                new_a_ntv)
 
     def _man_update(self, tv, ntv, new_ntv):
         t_pos = {id(v): i for i, v in enumerate(self.trainable_variables)}
@@ -545,6 +612,7 @@ class LocalLossModel(LocalModel):
                 "auxiliary_depth": self.auxiliary_depth,
                 "infopro_lambdas": list(self.infopro_lambdas),
                 "momentum": self.momentum,
+                "remat": self.remat,
             }
         )
         return config
