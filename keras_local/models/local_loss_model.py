@@ -547,10 +547,9 @@ class LocalLossModel(LocalModel):
         out = backend.barrier(backend.stop_gradient(out))
 
         def auxiliary_loss(values, a_ntv):
-            loss, new_a_ntv = self._auxiliary_loss(
+            return self._auxiliary_loss(
                 aux, values[:-1], a_ntv, values[-1], x, y, sample_weight
             )
-            return loss, new_a_ntv
 
         (loss, new_a_ntv), g = backend.value_and_grad(
             auxiliary_loss, has_aux=True
