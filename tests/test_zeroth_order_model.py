@@ -719,6 +719,59 @@ def test_frozen_layer_is_never_perturbed_nor_updated():
     assert len(model.perturbation(tv, ntv)) == 2
 
 
+@pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
+def test_weights_the_outputs_do_not_reach_are_left_alone(estimator):
+    # A backbone with two outputs of which the task reads one (as a
+    # keras-hub BertBackbone's pooler when the head pools the sequence
+    # output): first-order training gives the unused branch no gradient,
+    # so ZO must neither perturb nor update it.
+    rng = np.random.default_rng(21)
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="tanh", name="shared")(inp)
+    used = keras.layers.Dense(4, name="used")(h)
+    pooler = keras.layers.Dense(3, name="pooler")(h)
+    backbone = keras.Model(inp, {"sequence": used, "pooled": pooler},
+                           name="backbone")
+    outer = keras.Input((6,))
+    net = keras.Model(
+        outer, keras.layers.Dense(2, name="head")(backbone(outer)["sequence"])
+    )
+    x = rng.normal(size=(16, 6)).astype("float32")
+    y = rng.normal(size=(16, 2)).astype("float32")
+    model = ZerothOrderModel(net, estimator=estimator, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.build(x.shape)
+    pooler_ids = {id(v) for v in backbone.get_layer("pooler").weights}
+    zo_ids = {id(model.trainable_variables[i])
+              for i in model.zo_variable_indices}
+    assert not pooler_ids & zo_ids
+    assert len(zo_ids) == len(model.trainable_variables) - 2
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    for v, z in zip(model.trainable_variables, model.perturbation(tv, ntv)):
+        moved = np.any(ops.convert_to_numpy(z) != 0)
+        assert moved == (id(v) not in pooler_ids), v.path
+    before = {layer: backbone.get_layer(layer).get_weights()
+              for layer in ("shared", "used", "pooler")}
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for layer, weights in before.items():
+        after = backbone.get_layer(layer).get_weights()
+        same = all(np.array_equal(a, b) for a, b in zip(after, weights))
+        assert same == (layer == "pooler"), layer
+
+
+def test_model_whose_weights_all_miss_the_outputs_is_rejected():
+    inp = keras.Input((3,))
+    backbone = keras.Model(
+        inp, {"a": keras.layers.Dense(2, name="dead")(inp), "b": inp}
+    )
+    outer = keras.Input((3,))
+    net = keras.Model(outer, backbone(outer)["b"])
+    model = ZerothOrderModel(net)
+    with pytest.raises(ValueError, match="reaches its outputs"):
+        model.build((None, 3))
+
+
 def test_save_load_and_resume(tmp_path):
     rng = np.random.default_rng(10)
     x, y = regression_data(rng, n=32)

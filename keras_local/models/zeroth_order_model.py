@@ -41,7 +41,10 @@ class ZerothOrderModel(LocalModel):
     of hybrid training), the compiled loss need not be differentiable (e.g.
     a 0-1 error) and layers without a gradient (rounding, `argmax`, integer
     codes) are trained through. Variables with `trainable=False` are never
-    perturbed nor updated.
+    perturbed nor updated, and neither are weights the model's outputs do
+    not depend on (read from the functional graph, through nested models:
+    e.g. a keras-hub backbone's pooler when the task reads the sequence
+    output), which first-order training would give no gradient.
 
     Logs `loss` (at the unperturbed weights when it is computed, i.e. with
     `one_sided`, `conservative` or `first_order_layers`; otherwise the mean
@@ -244,10 +247,21 @@ class ZerothOrderModel(LocalModel):
                     ) from None
             fo += self.variable_indices(layer)
         self._fo_idx = sorted(set(fo))
+        # Weights the outputs do not depend on (e.g. a backbone's pooler
+        # when the task reads its sequence output) get no gradient; a
+        # perturbation would only add noise to them, so none is drawn.
+        reaching = self._weights_reaching_outputs()
         self._zo_idx = [
             i for i in range(len(self.trainable_variables))
-            if i not in set(self._fo_idx)
+            if i not in set(self._fo_idx) and i in reaching
         ]
+        if not self._zo_idx and not self.first_order_layers:
+            raise ValueError(
+                "None of the wrapped model's trainable weights reaches its "
+                "outputs, so a loss cannot depend on them. Received: "
+                f"model {self.model.name!r} whose trainable weights all sit "
+                "in unused outputs of nested models."
+            )
         if not self._zo_idx and self.first_order_layers:
             raise ValueError(
                 "Every trainable weight is in `first_order_layers`; nothing "
@@ -267,6 +281,20 @@ class ZerothOrderModel(LocalModel):
         renumber = {b: k for k, b in enumerate(used)}
         self._block_of = {i: renumber[block_of[i]] for i in self._zo_idx}
         self.num_blocks = len(used)
+
+    def _weights_reaching_outputs(self):
+        """Positions of the trainable weights the wrapped model's outputs
+        depend on: read from its functional graph (through nested
+        functional models); every weight for other models."""
+        everything = set(range(len(self.trainable_variables)))
+        graph = _inner_graph(self.model)
+        if graph is None:
+            return everything
+        reaching = set()
+        for op in _operations_reaching(graph):
+            if isinstance(op, keras.layers.Layer):
+                reaching.update(self.variable_indices(op))
+        return reaching
 
     # ------------------------------------------------------------------ #
     @property
@@ -807,3 +835,31 @@ def _inner_graph(op):
     if getattr(type(op).call, "__qualname__", "") != "Functional.call":
         return None
     return op
+
+
+def _operations_reaching(graph, output_positions=None):
+    """The operations of a functional `graph` (recursing into nested
+    functional models) whose results reach its outputs at
+    `output_positions` (flat positions; all outputs when `None`)."""
+    outputs = list(graph.outputs)
+    if output_positions is not None:
+        outputs = [outputs[i] for i in sorted(output_positions)]
+    used, seen, stack = [], set(), list(outputs)
+    while stack:
+        tensor = stack.pop()
+        history = getattr(tensor, "_keras_history", None)
+        op = getattr(history, "operation", None)
+        if op is None or isinstance(op, keras.layers.InputLayer):
+            continue
+        node = op._inbound_nodes[history.node_index]
+        key = (id(node), history.tensor_index)
+        if key in seen:
+            continue
+        seen.add(key)
+        inner = _inner_graph(op)
+        if inner is not None:
+            used += _operations_reaching(inner, [history.tensor_index])
+        else:
+            used.append(op)
+        stack.extend(node.arguments.keras_tensors)
+    return used
