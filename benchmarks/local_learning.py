@@ -56,6 +56,16 @@ LOCAL_RULES = ("dgl", "infopro", "auglocal", "man")
 # CIFAR-10 per-channel mean and standard deviation (of the 0-1 images).
 MEAN = np.array([0.4914, 0.4822, 0.4465], "float32")
 STD = np.array([0.2470, 0.2435, 0.2616], "float32")
+# InfoPro's ResNet-32 CIFAR-10 loss weights by K, from its reference code's
+# commands: ((lambda_1, lambda_2) of the first module, of the last one with
+# an auxiliary network). Its classification term there is a supervised
+# contrastive loss; here it is the cross-entropy of its 1c2f head.
+INFOPRO_LAMBDAS = {
+    2: ((5.0, 1.0), (0.0, 0.0)),
+    4: ((6.0, 0.0), (1.0, 2.0)),
+    8: ((5.0, 0.0), (0.0, 2.0)),
+    16: ((5.0, 0.05), (0.2, 0.5)),
+}
 
 
 def network(rule, args, remat=False):
@@ -92,6 +102,17 @@ def make_model(rule, k, args):
         # Backprop with gradient checkpointing at the same module
         # boundaries as the local rules: their fair memory baseline.
         return CheckpointedBackpropModel(net, seed=0, **split)
+    if rule == "infopro":
+        # The reference decoder: sigmoid + binary cross-entropy against the
+        # image before standardisation.
+        split.update(
+            infopro_lambdas=INFOPRO_LAMBDAS.get(
+                len(cuts) + 1 if cuts else split["num_modules"], (1.0, 1.0)
+            ),
+            infopro_reconstruction="binary_crossentropy",
+            infopro_input_mean=MEAN.tolist(),
+            infopro_input_std=STD.tolist(),
+        )
     return LocalLossModel(net, auxiliary=rule, remat=remat, seed=0, **split)
 
 

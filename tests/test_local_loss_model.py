@@ -193,6 +193,34 @@ def test_model_without_modules_or_cuts_is_rejected():
         LocalLossModel(small_resnet())
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"infopro_lambdas": (1.0, 2.0, 3.0)}, "infopro_lambdas"),
+        ({"infopro_lambdas": ((1.0, 2.0), 3.0)}, "infopro_lambdas"),
+        ({"infopro_reconstruction": "l1"}, "Received: infopro_reconstruction='l1'"),
+        ({"infopro_input_mean": 0.5}, "go together"),
+        ({"infopro_input_mean": 0.5, "infopro_input_std": 0.0}, "std > 0"),
+        ({"auxiliary": "dgl", "infopro_reconstruction": "binary_crossentropy"},
+         "auxiliary='dgl'"),
+    ],
+)
+def test_bad_infopro_options_are_rejected(kwargs, match):
+    kwargs = {"auxiliary": "infopro", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        LocalLossModel(small_resnet(), num_modules=2, **kwargs)
+
+
+def test_infopro_statistics_of_the_wrong_length_are_rejected(rng):
+    x, y = data(rng)
+    model = compiled(LocalLossModel(
+        small_resnet(), num_modules=2, auxiliary="infopro",
+        infopro_input_mean=[0.5, 0.5], infopro_input_std=[0.2, 0.2],
+    ))
+    with pytest.raises(ValueError, match="one per channel \\(3 here\\)"):
+        model.train_on_batch(x, y)
+
+
 def test_non_bool_remat_is_rejected():
     with pytest.raises(TypeError, match="Received: remat='yes'"):
         LocalLossModel(small_resnet(), num_modules=2, remat="yes")
@@ -432,6 +460,68 @@ def test_infopro_loss_formula():
     t = np.array([[0.0, 0.0]], "float32")
     got = float(ll.infopro_loss(r, t, 0.5, 2.0, 3.0))
     assert np.isclose(got, 2.0 * 2.5 + 3.0 * 0.5)
+
+
+def test_infopro_binary_crossentropy_formula():
+    r = np.array([[-2.0, 0.5, 3.0]], "float32")
+    t = np.array([[0.0, 0.25, 1.0]], "float32")
+    p = 1.0 / (1.0 + np.exp(-r))
+    bce = np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p)))
+    got = float(ll.infopro_loss(r, t, 0.5, 2.0, 3.0,
+                                reconstruction_loss="binary_crossentropy"))
+    np.testing.assert_allclose(got, 2.0 * bce + 3.0 * 0.5, rtol=1e-6)
+
+
+def test_infopro_lambda_schedule_matches_reference_formula():
+    # InfoPro's code: ratio = k / (K - 2); ixx = ixx_1 (1 - ratio) +
+    # ixx_2 ratio; the same for ixy. ResNet-32, K = 16 setting.
+    first, last = (5.0, 0.05), (0.2, 0.5)
+    for k in range(15):
+        r = k / 14
+        want = (5.0 * (1 - r) + 0.2 * r, 0.05 * (1 - r) + 0.5 * r)
+        np.testing.assert_allclose(
+            ll.infopro_module_lambdas(k, 16, first, last), want
+        )
+    assert ll.infopro_module_lambdas(0, 2, first, last) == first
+
+
+def test_infopro_step_matches_a_hand_computed_loss(rng):
+    """Per-module InfoPro losses with the binary cross-entropy decoder, the
+    input restored from its standardisation and the reference's lambda
+    schedule, against the loss computed from the modules and auxiliary
+    networks called directly and the formula in NumPy."""
+    x, y = data(rng)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    schedule = ((5.0, 0.05), (0.2, 0.5))
+    model = compiled(LocalLossModel(
+        small_resnet(), num_modules=4, auxiliary="infopro",
+        infopro_lambdas=schedule, infopro_reconstruction="binary_crossentropy",
+        infopro_input_mean=mean, infopro_input_std=std, seed=0,
+    ))
+    model.build(x.shape)
+    start = model.get_weights()
+    logs = model.train_on_batch(x, y, return_dict=True)
+    model.set_weights(start)  # the losses are logged at the start weights
+    target = x * np.array(std, "float32") + np.array(mean, "float32")
+    h = x
+    for k in range(3):
+        h = model._module_list.value[k](h, training=True)
+        pred, rec = model.auxiliary_networks[k](h, training=True)
+        r = keras.ops.convert_to_numpy(rec).astype("float64")
+        p = 1.0 / (1.0 + np.exp(-r))
+        bce = np.mean(-(target * np.log(p) + (1 - target) * np.log(1 - p)))
+        ce = float(keras.ops.convert_to_numpy(LOSS(y, pred)))
+        ratio = k / 2
+        l1 = 5.0 * (1 - ratio) + 0.2 * ratio
+        l2 = 0.05 * (1 - ratio) + 0.5 * ratio
+        np.testing.assert_allclose(
+            logs[f"module_{k}_loss"], l1 * bce + l2 * ce, rtol=1e-4
+        )
+    clone = LocalLossModel.from_config(model.get_config())
+    assert clone.infopro_lambdas == schedule
+    assert clone.infopro_reconstruction == "binary_crossentropy"
+    np.testing.assert_allclose(clone.infopro_input_mean, mean)
+    np.testing.assert_allclose(clone.infopro_input_std, std)
 
 
 def test_batchnorm_dropout_and_regularisation(rng):

@@ -7,6 +7,7 @@ from keras_local.layers.gcn_conv import GCNConv
 from keras_local.layers.learnable_bias import LearnableBias
 from keras_local.layers.locally_connected2d import LocallyConnected2D
 from keras_local.layers.physical_system_twin import PhysicalSystemTwin
+from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.layers.sage_conv import SAGEConv
 from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
 
@@ -18,6 +19,7 @@ __all__ = [
     "LearnableBias",
     "LocallyConnected2D",
     "PhysicalSystemTwin",
+    "ResizingConv2D",
     "SAGEConv",
     "SimulatedPhysicalSystem",
 ]

@@ -6,6 +6,7 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.layers.learnable_bias import LearnableBias
+from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.models.local_model import LocalModel
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
@@ -63,8 +64,23 @@ class LocalLossModel(LocalModel):
             Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth (number of later
             units in the first module's auxiliary network). Defaults to `3`.
-        infopro_lambdas: `(lambda_reconstruction, lambda_class)`. Defaults
-            to `(1.0, 1.0)`.
+        infopro_lambdas: `(lambda_reconstruction, lambda_class)` for every
+            module, or `((l1_first, l2_first), (l1_last, l2_last))`: the
+            weights go linearly from the first module to the last one with
+            an auxiliary network (module k at `k / (K - 2)`), the schedule
+            of InfoPro's reference code (its ResNet-32, K=16 setting is
+            `((5, 0.05), (0.2, 0.5))`). Defaults to `(1.0, 1.0)`.
+        infopro_reconstruction: `"mse"` (squared error of the decoder's
+            output) or `"binary_crossentropy"` (the decoder's output are
+            logits, `sigmoid` + binary cross-entropy against the input in
+            [0, 1], as InfoPro's reference decoder). Defaults to `"mse"`.
+        infopro_input_mean: `None`, a float or one float per channel: the
+            mean that standardised the inputs. With `infopro_input_std`,
+            the decoder reconstructs `x * std + mean` (the image before
+            standardisation, in [0, 1] for `"binary_crossentropy"`)
+            instead of `x`. Defaults to `None`.
+        infopro_input_std: `None`, a float or one float per channel (> 0),
+            see `infopro_input_mean`. Defaults to `None`.
         momentum: float, MAN's EMA momentum. Defaults to `0.995`.
         remat: bool, rematerialise each module but the last: its forward
             pass keeps no activations, its auxiliary network's loss gives
@@ -112,6 +128,9 @@ class LocalLossModel(LocalModel):
         auxiliary="dgl",
         auxiliary_depth=3,
         infopro_lambdas=(1.0, 1.0),
+        infopro_reconstruction="mse",
+        infopro_input_mean=None,
+        infopro_input_std=None,
         momentum=0.995,
         remat=False,
         seed=None,
@@ -167,11 +186,25 @@ class LocalLossModel(LocalModel):
                 "neither. Pass e.g. `num_modules=4`, or see "
                 "`LocalLossModel.split_points_of(model)`."
             )
-        lambdas = tuple(float(v) for v in infopro_lambdas)
-        if len(lambdas) != 2:
+        lambdas = _infopro_lambdas(infopro_lambdas)
+        if infopro_reconstruction not in ll.RECONSTRUCTION_LOSSES:
             raise ValueError(
-                "`infopro_lambdas` must be (lambda_reconstruction, "
-                f"lambda_class). Received: {infopro_lambdas!r}"
+                "Unknown `infopro_reconstruction`. Expected one of "
+                f"{ll.RECONSTRUCTION_LOSSES}. Received: "
+                f"infopro_reconstruction={infopro_reconstruction!r}"
+            )
+        input_mean, input_std = _input_statistics(
+            infopro_input_mean, infopro_input_std
+        )
+        if auxiliary != "infopro" and (
+            infopro_reconstruction != "mse" or input_mean is not None
+        ):
+            raise ValueError(
+                "`infopro_reconstruction` and `infopro_input_mean`/`std` "
+                "configure InfoPro's decoder. Received: auxiliary="
+                f"{auxiliary!r} with infopro_reconstruction="
+                f"{infopro_reconstruction!r}, infopro_input_mean="
+                f"{infopro_input_mean!r}. Use auxiliary='infopro' or drop them."
             )
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(
@@ -183,6 +216,9 @@ class LocalLossModel(LocalModel):
         self.auxiliary = auxiliary
         self.auxiliary_depth = int(auxiliary_depth)
         self.infopro_lambdas = lambdas
+        self.infopro_reconstruction = infopro_reconstruction
+        self.infopro_input_mean = input_mean
+        self.infopro_input_std = input_std
         self.momentum = float(momentum)
         self.remat = bool(remat)
         self._graph = None
@@ -350,14 +386,24 @@ class LocalLossModel(LocalModel):
     def _infopro_decoder(self, h, k):
         """InfoPro's decoder: the features resized (bilinear) to the input's
         resolution, a 3x3 conv to 12 channels + BN + ReLU, a 3x3 conv to the
-        input's channels."""
+        input's channels. The resize and the first conv run as one
+        `ResizingConv2D` (the same function), so the enlarged features are
+        never formed."""
         target = self._graph.inputs[0]
         if len(target.shape) == 4 and len(h.shape) == 4:
-            if tuple(h.shape[1:3]) != tuple(target.shape[1:3]):
-                h = keras.layers.Resizing(
-                    target.shape[1], target.shape[2], name=f"aux{k}_resize"
-                )(h)
-            h = _conv_bn_relu(h, 12, 3, 1, f"aux{k}_decoder_hidden")
+            size = tuple(target.shape[1:3])
+            if tuple(h.shape[1:3]) == size:
+                h = _conv_bn_relu(h, 12, 3, 1, f"aux{k}_decoder_hidden")
+            elif all(a <= b for a, b in zip(h.shape[1:3], size)):
+                # The same resize + conv, without the resized features.
+                name = f"aux{k}_decoder_hidden"
+                h = ResizingConv2D(12, 3, height=size[0], width=size[1],
+                                   use_bias=False, name=name)(h)
+                h = keras.layers.BatchNormalization(name=name + "_bn")(h)
+                h = keras.layers.ReLU(name=name + "_relu")(h)
+            else:
+                h = keras.layers.Resizing(*size, name=f"aux{k}_resize")(h)
+                h = _conv_bn_relu(h, 12, 3, 1, f"aux{k}_decoder_hidden")
             return keras.layers.Conv2D(
                 target.shape[-1], 3, padding="same", name=f"aux{k}_decoder"
             )(h)
@@ -477,7 +523,7 @@ class LocalLossModel(LocalModel):
             a_n = [] if aux is None else self.variable_indices(aux, False)
 
             def module_loss(params, h, m_ntv, a_ntv, module=module, aux=aux,
-                            n_m=len(m_t)):
+                            n_m=len(m_t), k=k):
                 out, new_m_ntv, losses = module.stateless_call(
                     params[:n_m], m_ntv, h, training=True, return_losses=True
                 )
@@ -486,14 +532,14 @@ class LocalLossModel(LocalModel):
                     loss = self._local_loss(y, out, sample_weight)
                     return loss + reg, (out, out, new_m_ntv, a_ntv)
                 loss, new_a_ntv = self._auxiliary_loss(
-                    aux, params[n_m:], a_ntv, out, x, y, sample_weight
+                    k, aux, params[n_m:], a_ntv, out, x, y, sample_weight
                 )
                 return loss + reg, (out, out, new_m_ntv, new_a_ntv)
 
             params = self.gather(tv, m_t) + self.gather(tv, a_t)
             if self.remat and k != last:
                 loss, h, g, m_ntv, a_ntv = self._rematerialized_module(
-                    module, aux, params, len(m_t), h, self.gather(ntv, m_n),
+                    k, module, aux, params, len(m_t), h, self.gather(ntv, m_n),
                     self.gather(ntv, a_n), x, y, sample_weight,
                 )
             else:
@@ -520,21 +566,46 @@ class LocalLossModel(LocalModel):
             new_ntv = self._man_update(tv, ntv, new_ntv)
         return grads, new_ntv, total, y_pred, logs
 
-    def _auxiliary_loss(self, aux, params, a_ntv, out, x, y, sample_weight):
+    def _auxiliary_loss(self, k, aux, params, a_ntv, out, x, y,
+                        sample_weight):
         aux_out, new_a_ntv, losses = aux.stateless_call(
             params, a_ntv, out, training=True, return_losses=True
         )
         if self.auxiliary == "infopro":
             pred, rec = aux_out
             loss = ll.infopro_loss(
-                rec, x, self._local_loss(y, pred, sample_weight),
-                *self.infopro_lambdas,
+                rec, self._reconstruction_target(x),
+                self._local_loss(y, pred, sample_weight),
+                *self.module_infopro_lambdas(k),
+                reconstruction_loss=self.infopro_reconstruction,
             )
         else:
             loss = self._local_loss(y, aux_out, sample_weight)
         return loss + _sum(losses), new_a_ntv
 
-    def _rematerialized_module(self, module, aux, params, n_m, h, m_ntv,
+    def module_infopro_lambdas(self, k):
+        """`(lambda_reconstruction, lambda_class)` of module `k`'s InfoPro
+        loss."""
+        lambdas = self.infopro_lambdas
+        if not isinstance(lambdas[0], tuple):
+            return lambdas
+        return ll.infopro_module_lambdas(k, self.num_modules, *lambdas)
+
+    def _reconstruction_target(self, x):
+        if self.infopro_input_mean is None:
+            return x
+        mean = np.asarray(self.infopro_input_mean, "float32")
+        std = np.asarray(self.infopro_input_std, "float32")
+        for name, v in (("mean", mean), ("std", std)):
+            if v.size not in (1, x.shape[-1]):
+                raise ValueError(
+                    f"`infopro_input_{name}` needs one value or one per "
+                    f"channel ({x.shape[-1]} here). Received {v.size} values: "
+                    f"{v.tolist()}"
+                )
+        return ops.cast(x, "float32") * std + mean
+
+    def _rematerialized_module(self, k, module, aux, params, n_m, h, m_ntv,
                                a_ntv, x, y, sample_weight):
         """`(loss, output, grads, new module state, new auxiliary state)`
         of one module with `remat=True`: forward without keeping
@@ -548,7 +619,7 @@ class LocalLossModel(LocalModel):
 
         def auxiliary_loss(values, a_ntv):
             return self._auxiliary_loss(
-                aux, values[:-1], a_ntv, values[-1], x, y, sample_weight
+                k, aux, values[:-1], a_ntv, values[-1], x, y, sample_weight
             )
 
         (loss, new_a_ntv), g = backend.value_and_grad(
@@ -609,7 +680,10 @@ class LocalLossModel(LocalModel):
                 "cuts": self.cuts,
                 "auxiliary": auxiliary,
                 "auxiliary_depth": self.auxiliary_depth,
-                "infopro_lambdas": list(self.infopro_lambdas),
+                "infopro_lambdas": _as_lists(self.infopro_lambdas),
+                "infopro_reconstruction": self.infopro_reconstruction,
+                "infopro_input_mean": self.infopro_input_mean,
+                "infopro_input_std": self.infopro_input_std,
                 "momentum": self.momentum,
                 "remat": self.remat,
             }
@@ -630,6 +704,54 @@ class LocalLossModel(LocalModel):
 
 
 # ---------------------------------------------------------------------- #
+def _infopro_lambdas(value):
+    """`(l1, l2)` or `((l1_first, l2_first), (l1_last, l2_last))` as
+    tuples of floats; a `ValueError` otherwise."""
+    def pair(v):
+        v = tuple(v)
+        if len(v) != 2:
+            raise ValueError
+        return tuple(float(e) for e in v)
+
+    try:
+        value = tuple(value)
+        if len(value) == 2 and all(np.ndim(v) == 0 for v in value):
+            return pair(value)
+        if len(value) == 2:
+            return (pair(value[0]), pair(value[1]))
+        raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`infopro_lambdas` must be (lambda_reconstruction, lambda_class) "
+            "or ((l1_first, l2_first), (l1_last, l2_last)). Received: "
+            f"infopro_lambdas={value!r}"
+        ) from None
+
+
+def _input_statistics(mean, std):
+    """`(mean, std)` as floats or lists of floats, both or neither."""
+    if (mean is None) != (std is None):
+        raise ValueError(
+            "`infopro_input_mean` and `infopro_input_std` go together. "
+            f"Received: infopro_input_mean={mean!r}, infopro_input_std={std!r}"
+        )
+    if mean is None:
+        return None, None
+    m = np.asarray(mean, "float32")
+    s = np.asarray(std, "float32")
+    if m.ndim > 1 or s.ndim > 1 or not np.all(s > 0):
+        raise ValueError(
+            "`infopro_input_mean`/`infopro_input_std` must be floats or one "
+            "float per channel, with std > 0. Received: "
+            f"infopro_input_mean={mean!r}, infopro_input_std={std!r}"
+        )
+    return m.tolist(), s.tolist()
+
+
+def _as_lists(value):
+    return [_as_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
 def _float_input(x):
     """The input as a tensor, cast to float32 unless already floating."""
     x = ops.convert_to_tensor(x)

@@ -10,25 +10,51 @@ from keras import ops
 AUXILIARY_TYPES = ("dgl", "infopro", "auglocal", "man")
 
 
+RECONSTRUCTION_LOSSES = ("mse", "binary_crossentropy")
+
+
 def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
-                 lambda_class):
-    """The InfoPro surrogate: `l1 * mean((r - x)^2) + l2 * class_loss`.
+                 lambda_class, reconstruction_loss="mse"):
+    """The InfoPro surrogate: `l1 * reconstruction_error + l2 * class_loss`.
 
     Args:
-        reconstruction: the decoder's reconstruction of the input.
-        target: the (detached) input it reconstructs.
+        reconstruction: the decoder's output: the reconstructed input for
+            `"mse"`, logits of it for `"binary_crossentropy"`.
+        target: the (detached) input it reconstructs; in [0, 1] for
+            `"binary_crossentropy"`.
         class_loss: scalar, the auxiliary classifier's loss.
         lambda_reconstruction: float, lambda_1.
         lambda_class: float, lambda_2.
+        reconstruction_loss: `"mse"` (`mean((r - x)^2)`) or
+            `"binary_crossentropy"` (the mean binary cross-entropy of
+            `sigmoid(r)` against `x`, as InfoPro's reference decoder).
 
     Returns:
         A scalar.
     """
     reconstruction = ops.cast(reconstruction, "float32")
     target = ops.cast(target, "float32")
-    mse = ops.mean(ops.square(reconstruction - target))
-    return lambda_reconstruction * mse + lambda_class * ops.cast(
+    if reconstruction_loss == "binary_crossentropy":
+        # From logits: max(r, 0) - r x + log(1 + exp(-|r|)).
+        error = ops.mean(
+            ops.relu(reconstruction) - reconstruction * target
+            + ops.log1p(ops.exp(-ops.abs(reconstruction)))
+        )
+    else:
+        error = ops.mean(ops.square(reconstruction - target))
+    return lambda_reconstruction * error + lambda_class * ops.cast(
         class_loss, "float32"
+    )
+
+
+def infopro_module_lambdas(k, num_modules, first, last):
+    """`(lambda_1, lambda_2)` of module `k`: linear from `first` (module 0)
+    to `last` (module `K - 2`, the last with an auxiliary network), as the
+    InfoPro reference code's `ixx`/`ixy` schedule (`first` for all when
+    `K <= 2`)."""
+    ratio = k / (num_modules - 2) if num_modules > 2 else 0.0
+    return tuple(
+        float(a) * (1.0 - ratio) + float(b) * ratio for a, b in zip(first, last)
     )
 
 
