@@ -17,7 +17,8 @@ class ResizingConv2D(keras.layers.Layer):
     runs at the input's resolution; the bilinear interpolation, shifted by
     the tap's offset (zero outside the image, as `"same"` padding), is then
     applied to its `filters`-channel result as two small matrices, one per
-    axis (half-pixel centres, edges clamped: Keras' `Resizing`). The resized `channels`-wide map (e.g.
+    axis (half-pixel centres, edges clamped: Keras' `Resizing`). The
+    resized `channels`-wide map (e.g.
     32x32x64 when InfoPro's decoder enlarges 8x8x64 features to a CIFAR
     image) is never formed, and nothing input-sized at the output
     resolution is kept for the backward pass. The result equals the two
@@ -94,6 +95,9 @@ class ResizingConv2D(keras.layers.Layer):
                 f"width={self.width}"
             )
         k = self.kernel_size
+        # The tap-shifted interpolation matrices depend on shapes only.
+        self._rows = _shifted_bilinear(self.height, input_shape[1], k)
+        self._cols = _shifted_bilinear(self.width, input_shape[2], k)
         self.kernel = self.add_weight(
             shape=(k, k, input_shape[-1], self.filters),
             initializer=self.kernel_initializer, name="kernel",
@@ -106,13 +110,8 @@ class ResizingConv2D(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        in_h, in_w = inputs.shape[1], inputs.shape[2]
-        rows = ops.convert_to_tensor(
-            _shifted_bilinear(self.height, in_h, self.kernel_size), inputs.dtype
-        )
-        cols = ops.convert_to_tensor(
-            _shifted_bilinear(self.width, in_w, self.kernel_size), inputs.dtype
-        )
+        rows = ops.convert_to_tensor(self._rows, inputs.dtype)
+        cols = ops.convert_to_tensor(self._cols, inputs.dtype)
         kernel = ops.cast(self.kernel, inputs.dtype)
         # Channel mixing per tap at the input's resolution, then the
         # (shifted) interpolation along the width, then along the height.
