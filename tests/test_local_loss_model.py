@@ -472,6 +472,45 @@ def test_infopro_binary_crossentropy_formula():
     np.testing.assert_allclose(got, 2.0 * bce + 3.0 * 0.5, rtol=1e-6)
 
 
+def test_infopro_reconstruction_error_is_weighted_per_example():
+    """With sample weights, the reconstruction error is weighted as Keras
+    weights a compiled loss: `sum_i w_i e_i / batch_size`."""
+    rng = np.random.default_rng(3)
+    r = rng.normal(size=(4, 3, 2)).astype("float32")
+    t = rng.uniform(size=(4, 3, 2)).astype("float32")
+    w = np.array([1.0, 0.0, 2.0, 0.5], "float32")
+    mse = np.mean((r - t) ** 2, axis=(1, 2))
+    p = 1.0 / (1.0 + np.exp(-r.astype("float64")))
+    bce = np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p)), axis=(1, 2))
+    for kind, error in (("mse", mse), ("binary_crossentropy", bce)):
+        got = float(ll.infopro_loss(r, t, 0.5, 2.0, 3.0, sample_weight=w,
+                                    reconstruction_loss=kind))
+        want = 2.0 * np.sum(w * error) / 4 + 3.0 * 0.5
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])
+def test_zero_sample_weights_leave_every_weight_unchanged(rng, auxiliary):
+    """A batch whose sample weights are all zero carries no signal: no
+    module and no auxiliary network moves (plain SGD, no regulariser).
+    InfoPro's reconstruction term used to ignore the weights."""
+    x, y = data(rng)
+    model = compiled(LocalLossModel(small_resnet(), num_modules=3,
+                                    auxiliary=auxiliary, seed=0), lr=0.1)
+    model.build(x.shape)
+    model.train_on_batch(x, y)  # an ordinary step first (MAN's EMA warm)
+    names = [v.path for v in model.trainable_variables]
+    before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    model.train_on_batch(x, y, sample_weight=np.zeros(len(y), "float32"))
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    moved = [n for n, a, b in zip(names, after, before) if not np.array_equal(a, b)]
+    assert not moved, f"moved under zero sample weights: {moved}"
+    # And a weighted batch does move them (the check above has teeth).
+    model.train_on_batch(x, y, sample_weight=np.ones(len(y), "float32"))
+    after2 = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    assert sum(not np.array_equal(a, b) for a, b in zip(after2, after)) > len(after) // 2
+
+
 def test_infopro_lambda_schedule_matches_reference_formula():
     # InfoPro's code: ratio = k / (K - 2); ixx = ixx_1 (1 - ratio) +
     # ixx_2 ratio; the same for ixy. ResNet-32, K = 16 setting.

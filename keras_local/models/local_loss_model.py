@@ -578,6 +578,7 @@ class LocalLossModel(LocalModel):
                 self._local_loss(y, pred, sample_weight),
                 *self.module_infopro_lambdas(k),
                 reconstruction_loss=self.infopro_reconstruction,
+                sample_weight=sample_weight,
             )
         else:
             loss = self._local_loss(y, aux_out, sample_weight)

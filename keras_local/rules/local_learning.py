@@ -14,7 +14,7 @@ RECONSTRUCTION_LOSSES = ("mse", "binary_crossentropy")
 
 
 def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
-                 lambda_class, reconstruction_loss="mse"):
+                 lambda_class, reconstruction_loss="mse", sample_weight=None):
     """The InfoPro surrogate: `l1 * reconstruction_error + l2 * class_loss`.
 
     Args:
@@ -28,6 +28,10 @@ def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
         reconstruction_loss: `"mse"` (`mean((r - x)^2)`) or
             `"binary_crossentropy"` (the mean binary cross-entropy of
             `sigmoid(r)` against `x`, as InfoPro's reference decoder).
+        sample_weight: optional, one weight per example, applied to the
+            reconstruction error as Keras applies it to a compiled loss
+            (`sum_i w_i e_i / batch_size`, `e_i` the example's mean error);
+            `class_loss` is expected to be weighted already.
 
     Returns:
         A scalar.
@@ -36,12 +40,18 @@ def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
     target = ops.cast(target, "float32")
     if reconstruction_loss == "binary_crossentropy":
         # From logits: max(r, 0) - r x + log(1 + exp(-|r|)).
-        error = ops.mean(
+        error = (
             ops.relu(reconstruction) - reconstruction * target
             + ops.log1p(ops.exp(-ops.abs(reconstruction)))
         )
     else:
-        error = ops.mean(ops.square(reconstruction - target))
+        error = ops.square(reconstruction - target)
+    if sample_weight is None:
+        error = ops.mean(error)
+    else:
+        per_example = ops.mean(error, axis=tuple(range(1, len(error.shape))))
+        weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        error = ops.mean(per_example * weight)
     return lambda_reconstruction * error + lambda_class * ops.cast(
         class_loss, "float32"
     )
