@@ -682,9 +682,6 @@ def test_trains_through_a_layer_without_gradient():
                             RoundLayer(), keras.layers.Dense(1, name="above")])
     net.set_weights([np.full((3, 1), 0.1, "float32"), np.zeros(1, "float32"),
                      np.ones((1, 1), "float32"), np.zeros(1, "float32")])
-    # Backprop gives the layer below a zero gradient.
-    with keras.StatelessScope():
-        pass
     model = ZerothOrderModel(net, epsilon=0.2, num_queries=4, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.02), loss="mse")
     start = float(model.evaluate(x, y, batch_size=128, verbose=0))
@@ -693,6 +690,81 @@ def test_trains_through_a_layer_without_gradient():
     end = float(model.evaluate(x, y, batch_size=128, verbose=0))
     assert not np.allclose(net.get_layer("below").get_weights()[0], before)
     assert end < 0.5 * start, (start, end)
+
+
+def _two_output_net():
+    inp = keras.Input((6,), name="inp")
+    h = keras.layers.Dense(8, activation="tanh", name="body")(inp)
+    return keras.Model(inp, {"cls": keras.layers.Dense(3, name="cls")(h),
+                             "reg": keras.layers.Dense(1, name="reg")(h)})
+
+
+def _two_output_compile_args():
+    return dict(
+        loss={"cls": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              "reg": "mse"},
+        loss_weights={"cls": 1.0, "reg": 0.5},
+        metrics={"cls": ["accuracy"]},
+    )
+
+
+def test_multi_output_model_with_a_loss_per_output():
+    """Dict outputs with a loss and a weight per output: `fit` logs one
+    loss per output as Keras does, and `evaluate` gives exactly what plain
+    Keras gives for the wrapped network (it crashed on JAX: the per-output
+    trackers were updated inside the perturbed passes)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = {"cls": rng.integers(0, 3, size=(32,)),
+         "reg": rng.normal(size=(32, 1)).astype("float32")}
+    keras.utils.set_random_seed(0)
+    net = _two_output_net()
+    model = ZerothOrderModel(net, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), **_two_output_compile_args())
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    for name in ("loss", "cls_loss", "reg_loss", "cls_accuracy", "projected_gradient"):
+        assert name in history and np.all(np.isfinite(history[name])), history.keys()
+    reference = keras.Model(net.inputs, net.outputs)  # same layers, plain Keras
+    reference.compile(optimizer="sgd", **_two_output_compile_args())
+    want = reference.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    got = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    assert set(got) == set(want), (got, want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(
+        got["loss"], got["cls_loss"] + 0.5 * got["reg_loss"], rtol=1e-5
+    )
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.body = keras.layers.Dense(8, activation="tanh")
+        self.head = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.head(self.body(x))
+
+
+def test_unbuilt_subclassed_model_is_built_and_trained():
+    """A subclassed model whose layers are created in `__init__` and built
+    on first call is wrapped before it has any weight, as `fit` would take
+    it; every weight is then perturbed and moves."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.integers(0, 3, size=(32,))
+    net = SubclassedNet()
+    assert not net.weights
+    model = ZerothOrderModel(net, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(1e-1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.build((None, 6))
+    assert len(model.zo_variable_indices) == 4
+    start = [w.copy() for w in net.get_weights()]
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(net.get_weights(), start))
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               keras.ops.convert_to_numpy(net(x)), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- #

@@ -501,7 +501,7 @@ class LocalLossModel(LocalModel):
                 "Received: compile() without a loss. Pass e.g. "
                 "`loss='sparse_categorical_crossentropy'`."
             )
-        return ops.cast(self._compile_loss(y, prediction, sample_weight), "float32")
+        return ops.cast(self.compiled_loss(y, prediction, sample_weight), "float32")
 
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight

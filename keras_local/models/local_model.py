@@ -93,7 +93,24 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         """The loss `evaluate` reports; the compiled loss by default."""
         if self._compile_loss is None:
             return ops.convert_to_tensor(0.0)
-        return self._compile_loss(y, y_pred, sample_weight)
+        return self.compiled_loss(y, y_pred, sample_weight)
+
+    def compiled_loss(self, y, y_pred, sample_weight=None):
+        """The compiled loss of `y_pred`, leaving alone the per-output loss
+        trackers Keras keeps for a model with several outputs.
+
+        A rule evaluates its loss several times a step (perturbed passes,
+        one block after another); the trackers are updated once per step,
+        from the step's prediction, by `_update_local_metrics`. (On JAX the
+        trackers' variables are not even readable inside the step.)
+        """
+        trackers = [v for m in self._compile_loss.metrics for v in m.variables]
+        if not trackers:
+            return self._compile_loss(y, y_pred, sample_weight)
+        # The losses read no model variable, so this scope may stand alone.
+        scratch = [(v, ops.zeros(v.shape, v.dtype)) for v in trackers]
+        with keras.StatelessScope(state_mapping=scratch):
+            return self._compile_loss(y, y_pred, sample_weight)
 
     def validate_data(self, x, y=None, sample_weight=None):
         """Checks concrete arrays before anything is trained. Rules extend
@@ -202,6 +219,11 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         if y_pred is not None and self._compile_metrics is not None:
             self._compile_metrics.update_state(y, y_pred, sample_weight)
             out.update(self._compile_metrics.result())
+        if y_pred is not None and self._compile_loss is not None:
+            per_output = self._compile_loss.metrics
+            if per_output:  # several outputs: `<output>_loss`, as in Keras
+                self._compile_loss(y, y_pred, sample_weight)
+                out.update({m.name: m.result() for m in per_output})
         trackers = self._local_trackers or {}
         for name, value in logs.items():
             trackers[name].update_state(value)

@@ -334,7 +334,7 @@ class TargetProjectionModel(LocalModel):
                 "`loss=keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True)` to `compile`."
             )
-        return self._compile_loss(y, y_pred, sample_weight)
+        return self.compiled_loss(y, y_pred, sample_weight)
 
     def _hidden_loss(self, h, target, sample_weight):
         if self.rule == "drtp":

@@ -216,7 +216,10 @@ class ZerothOrderModel(LocalModel):
     # ------------------------------------------------------------------ #
     def build(self, input_shape):
         if not self.model.built:
-            self.model.build(input_shape)
+            # A symbolic call, as `fit` builds a model: it also builds the
+            # layers a subclassed model creates in `__init__` and uses in
+            # `call`, which `Model.build` alone leaves unbuilt.
+            self.model(keras.tree.map_shape_structure(keras.KerasTensor, input_shape))
         self._resolve_layers()
         self.built = True
 
@@ -372,7 +375,7 @@ class ZerothOrderModel(LocalModel):
         y_pred, new_ntv = self.stateless_call(
             tv, ntv, x, training=self.query_training
         )
-        loss = self._compile_loss(y, y_pred, sample_weight)
+        loss = self.compiled_loss(y, y_pred, sample_weight)
         return ops.cast(loss, "float32"), y_pred, new_ntv
 
     def _graph(self):
@@ -500,7 +503,7 @@ class ZerothOrderModel(LocalModel):
         outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
         if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
             outputs = outputs[0]
-        loss = self._compile_loss(y, outputs, sample_weight)
+        loss = self.compiled_loss(y, outputs, sample_weight)
         return ops.cast(loss, "float32"), outputs, state["ntv"]
 
     def _splits_kernel(self, op, t_idx):
