@@ -145,6 +145,37 @@ def test_composed_modules_reproduce_the_network(rng):
     )
 
 
+def _net_with_plain_ops():
+    """Residual blocks written with `keras.ops` (as ConvNeXt writes them):
+    the functional graph holds ops that are not layers."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inp)
+    for b in range(3):
+        y = keras.layers.Conv2D(4, 3, padding="same", activation="relu",
+                                name=f"b{b}_conv")(x)
+        x = keras.ops.add(x, keras.ops.multiply(y, 0.5))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(4, name="logits")(x))
+
+
+@pytest.mark.parametrize("auxiliary", ["dgl", "auglocal", "man"])
+def test_network_with_plain_ops_splits_and_trains(rng, auxiliary):
+    """Ops in the graph count as layers without weights when balancing and
+    may be cut after (it failed with an AttributeError)."""
+    net = _net_with_plain_ops()
+    points = LocalLossModel.split_points_of(net)
+    assert any(name.startswith("add") for name in points), points
+    model = compiled(LocalLossModel(net, num_modules=3, auxiliary=auxiliary, seed=0))
+    x, y = data(rng)
+    h = x
+    for module in model.modules:
+        h = module(h, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(h),
+                               keras.ops.convert_to_numpy(net(x)), rtol=1e-6, atol=1e-6)
+    logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert all(f"module_{k}_loss" in logs for k in range(3))
+
+
 def test_list_of_blocks_groups_into_modules(rng):
     blocks = [keras.layers.Dense(8, activation="relu") for _ in range(3)]
     blocks.append(keras.layers.Dense(4))

@@ -826,7 +826,7 @@ def _legal_points(graph):
     points = []
     cost = 0
     for i, node in enumerate(nodes[:-1]):
-        cost += 1 if node.operation.trainable_weights else 0
+        cost += 1 if _has_trainable_weights(node.operation) else 0
         alive = live[i]
         outs = node.output_tensors
         if len(outs) == 1 and len(alive) == 1 and alive[0] is outs[0]:
@@ -836,7 +836,12 @@ def _legal_points(graph):
 
 def _weighted_layers(graph):
     """Number of layers with trainable weights: the balancing cost."""
-    return sum(1 for node in _linear_nodes(graph) if node.operation.trainable_weights)
+    return sum(1 for node in _linear_nodes(graph) if _has_trainable_weights(node.operation))
+
+
+def _has_trainable_weights(operation):
+    # A functional graph also holds plain ops (`x + y` in ConvNeXt).
+    return bool(getattr(operation, "trainable_weights", None))
 
 
 def _illegal_cut_message(graph, name, names):
