@@ -176,6 +176,52 @@ def test_network_with_plain_ops_splits_and_trains(rng, auxiliary):
     assert all(f"module_{k}_loss" in logs for k in range(3))
 
 
+def _backbone_as_a_layer(training=None):
+    """The transfer-learning shape: a functional backbone called as one
+    layer, then a head."""
+    inner = small_resnet()
+    backbone = keras.Model(inner.inputs, inner.get_layer("b2_out").output,
+                           name="backbone")
+    inp = keras.Input((8, 8, 3))
+    h = backbone(inp) if training is None else backbone(inp, training=training)
+    h = keras.layers.GlobalAveragePooling2D(name="head_gap")(h)
+    return keras.Model(inp, keras.layers.Dense(4, name="head_logits")(h))
+
+
+def test_nested_backbone_is_split_between_its_own_layers(rng, tmp_path):
+    """A backbone used as one layer is cut between its residual blocks, as
+    the same network written flat; the modules share the backbone's layers,
+    reproduce the network, train it, and the model saves and loads."""
+    net = _backbone_as_a_layer()
+    points = LocalLossModel.split_points_of(net)
+    assert {"stem_relu", "b0_out", "b1_out", "b2_out"} <= set(points), points
+    model = compiled(LocalLossModel(net, num_modules=3, auxiliary="dgl", seed=0))
+    assert all(cut in points for cut in model.cuts) and "backbone" not in model.cuts
+    x, y = data(rng)
+    h = x
+    for module in model.modules:
+        h = module(h, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(h),
+                               keras.ops.convert_to_numpy(net(x)), rtol=1e-6, atol=1e-6)
+    stem = net.get_layer("backbone").get_layer("stem").kernel
+    before = keras.ops.convert_to_numpy(stem).copy()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert not np.array_equal(keras.ops.convert_to_numpy(stem), before)
+    path = str(tmp_path / "nested.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.cuts == model.cuts
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_backbone_called_with_its_own_training_flag_stays_whole():
+    """`backbone(x, training=False)` (BatchNorm kept in inference mode)
+    cannot be inlined without losing that flag: it stays one layer."""
+    points = LocalLossModel.split_points_of(_backbone_as_a_layer(training=False))
+    assert "backbone" in points and "b0_out" not in points, points
+
+
 def test_list_of_blocks_groups_into_modules(rng):
     blocks = [keras.layers.Dense(8, activation="relu") for _ in range(3)]
     blocks.append(keras.layers.Dense(4))

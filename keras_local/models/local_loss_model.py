@@ -7,6 +7,7 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.layers.learnable_bias import LearnableBias
 from keras_local.layers.resizing_conv2d import ResizingConv2D
+from keras_local.models.functional_graph import inlined
 from keras_local.models.local_model import LocalModel
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
@@ -42,7 +43,11 @@ class LocalLossModel(LocalModel):
 
     Args:
         network: a list of Keras layers (blocks) or a `keras.Model`
-            (Sequential or Functional, single input and output).
+            (Sequential or Functional, single input and output). A
+            functional model nested as one layer (a backbone:
+            `x = keras.applications.ResNet50(include_top=False)(x)`) is
+            opened up, so cuts may fall between its own layers; one called
+            with its own `training=` or `mask=` stays a single layer.
         num_modules: int, number of modules K. The K-1 cuts are the legal
             split points that balance the modules' numbers of weighted
             layers (least sum of squares), so a ResNet is cut between
@@ -776,8 +781,9 @@ def _known_input_shape(network):
 
 
 def _as_graph(network, input_shape=None):
-    """A Functional graph of the network (Sequential models are re-traced
-    on a fresh `Input`, sharing their layers)."""
+    """A Functional graph of the network, nested functional models inlined
+    (Sequential models are re-traced on a fresh `Input`; every layer is
+    shared with the network)."""
     if isinstance(network, keras.Sequential):
         shape = input_shape or _known_input_shape(network)
         if shape is None:
@@ -790,8 +796,8 @@ def _as_graph(network, input_shape=None):
         h = inp
         for layer in network.layers:
             h = layer(h)
-        return keras.Model(inp, h, name=network.name + "_graph")
-    return network
+        return inlined(keras.Model(inp, h, name=network.name + "_graph"))
+    return inlined(network)
 
 
 def _linear_nodes(graph):

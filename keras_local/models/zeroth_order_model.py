@@ -4,6 +4,7 @@ from keras import ops
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
+from keras_local.models.functional_graph import inner_graph
 from keras_local.models.local_model import LocalModel
 from keras_local.rules import zeroth_order as zo
 
@@ -290,7 +291,7 @@ class ZerothOrderModel(LocalModel):
         depend on: read from its functional graph (through nested
         functional models); every weight for other models."""
         everything = set(range(len(self.trainable_variables)))
-        graph = _inner_graph(self.model)
+        graph = inner_graph(self.model)
         if graph is None:
             return everything
         reaching = set()
@@ -447,7 +448,7 @@ class ZerothOrderModel(LocalModel):
             # A layer with state (dropout seeds, BatchNorm statistics) runs
             # from the step's starting state in every pass, so +eps and -eps
             # see the same dropout masks.
-            inner = _inner_graph(op)
+            inner = inner_graph(op)
             if inner is not None:
                 def nested(*args, **kwargs):
                     masks = keras.tree.flatten(kwargs.get("mask"))
@@ -824,22 +825,6 @@ def _check_choice(name, value, choices):
         )
 
 
-def _inner_graph(op):
-    """The functional graph a nested model runs when called (a Functional
-    model whose `call` is not overridden, or a Sequential's), else `None`."""
-    if isinstance(op, keras.Sequential):
-        op = getattr(op, "_functional", None)
-    if not (
-        isinstance(op, keras.Model)
-        and hasattr(op, "_run_through_graph")
-        and hasattr(op, "_standardize_inputs")
-    ):
-        return None
-    if getattr(type(op).call, "__qualname__", "") != "Functional.call":
-        return None
-    return op
-
-
 def _operations_reaching(graph, output_positions=None):
     """The operations of a functional `graph` (recursing into nested
     functional models) whose results reach its outputs at
@@ -859,7 +844,7 @@ def _operations_reaching(graph, output_positions=None):
         if key in seen:
             continue
         seen.add(key)
-        inner = _inner_graph(op)
+        inner = inner_graph(op)
         if inner is not None:
             used += _operations_reaching(inner, [history.tensor_index])
         else:
