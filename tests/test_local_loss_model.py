@@ -145,6 +145,15 @@ def test_composed_modules_reproduce_the_network(rng):
     )
 
 
+def assert_modules_compose_to(net, model, x):
+    """The modules, called one after another, give the network's output."""
+    h = x
+    for module in model.modules:
+        h = module(h, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(h),
+                               keras.ops.convert_to_numpy(net(x)), rtol=1e-6, atol=1e-6)
+
+
 def _net_with_plain_ops():
     """Residual blocks written with `keras.ops` (as ConvNeXt writes them):
     the functional graph holds ops that are not layers."""
@@ -167,11 +176,7 @@ def test_network_with_plain_ops_splits_and_trains(rng, auxiliary):
     assert any(name.startswith("add") for name in points), points
     model = compiled(LocalLossModel(net, num_modules=3, auxiliary=auxiliary, seed=0))
     x, y = data(rng)
-    h = x
-    for module in model.modules:
-        h = module(h, training=False)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(h),
-                               keras.ops.convert_to_numpy(net(x)), rtol=1e-6, atol=1e-6)
+    assert_modules_compose_to(net, model, x)
     logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
     assert all(f"module_{k}_loss" in logs for k in range(3))
 
@@ -198,11 +203,7 @@ def test_nested_backbone_is_split_between_its_own_layers(rng, tmp_path):
     model = compiled(LocalLossModel(net, num_modules=3, auxiliary="dgl", seed=0))
     assert all(cut in points for cut in model.cuts) and "backbone" not in model.cuts
     x, y = data(rng)
-    h = x
-    for module in model.modules:
-        h = module(h, training=False)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(h),
-                               keras.ops.convert_to_numpy(net(x)), rtol=1e-6, atol=1e-6)
+    assert_modules_compose_to(net, model, x)
     stem = net.get_layer("backbone").get_layer("stem").kernel
     before = keras.ops.convert_to_numpy(stem).copy()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
