@@ -181,7 +181,7 @@ def test_network_with_plain_ops_splits_and_trains(rng, auxiliary):
     assert all(f"module_{k}_loss" in logs for k in range(3))
 
 
-def _backbone_as_a_layer(training=None):
+def _backbone_as_a_layer(training=None, head_name="head_logits"):
     """The transfer-learning shape: a functional backbone called as one
     layer, then a head."""
     inner = small_resnet()
@@ -190,7 +190,7 @@ def _backbone_as_a_layer(training=None):
     inp = keras.Input((8, 8, 3))
     h = backbone(inp) if training is None else backbone(inp, training=training)
     h = keras.layers.GlobalAveragePooling2D(name="head_gap")(h)
-    return keras.Model(inp, keras.layers.Dense(4, name="head_logits")(h))
+    return keras.Model(inp, keras.layers.Dense(4, name=head_name)(h))
 
 
 def test_nested_backbone_is_split_between_its_own_layers(rng, tmp_path):
@@ -221,6 +221,18 @@ def test_backbone_called_with_its_own_training_flag_stays_whole():
     cannot be inlined without losing that flag: it stays one layer."""
     points = LocalLossModel.split_points_of(_backbone_as_a_layer(training=False))
     assert "backbone" in points and "b0_out" not in points, points
+
+
+def test_backbone_whose_layer_names_clash_with_the_head_stays_whole(rng):
+    """Inlining needs unique layer names; a head layer named like one of the
+    backbone's keeps the backbone one layer, and the network still splits
+    (around it) and reproduces its output."""
+    net = _backbone_as_a_layer(head_name="b1_out")
+    points = LocalLossModel.split_points_of(net)
+    assert "backbone" in points and "b0_out" not in points, points
+    model = compiled(LocalLossModel(net, cuts=["backbone"], seed=0))
+    x, _ = data(rng)
+    assert_modules_compose_to(net, model, x)
 
 
 def test_list_of_blocks_groups_into_modules(rng):

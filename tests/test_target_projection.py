@@ -606,6 +606,31 @@ def test_bad_input():
         model.fit(x, np.array([0, 1, 2, 7]), verbose=0)
 
 
+@pytest.mark.parametrize(
+    "model_class", [TargetProjectionModel, DirectFeedbackAlignmentModel]
+)
+def test_output_width_must_match_num_classes(model_class):
+    # Five logits for ten classes would index past the logits in the loss.
+    model = model_class([keras.layers.Dense(4), keras.layers.Dense(5)], 10)
+    with pytest.raises(ValueError, match=r"Received: output block .* shape \(None, 5\) with num_classes=10"):
+        model.build((None, 6))
+    sequence = model_class(
+        [keras.layers.Dense(4), keras.layers.Reshape((2, 2))], 2
+    )
+    with pytest.raises(ValueError, match=r"Received: output block .*\(None, 2, 2\)"):
+        sequence.build((None, 6))
+    # One sigmoid unit for two classes is a valid binary classifier.
+    binary = model_class(
+        [keras.layers.Dense(4, activation="tanh"),
+         keras.layers.Dense(1, activation="sigmoid")], 2, seed=0,
+    )
+    binary.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    history = binary.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
 def test_mnist_learns():
     require_data("mnist.npz")
     from keras_local.datasets import load_mnist

@@ -42,18 +42,43 @@ def inlined(graph):
     Returns `graph` itself when nothing is nested, or when inlining would
     give two layers the same name.
     """
-    nodes = [n for nodes in graph._nodes_by_depth.values() for n in nodes]
-    if not any(_inlinable(node) for node in nodes):
+    if not any(_inlinable(node) for node in _nodes(graph)):
+        return graph
+    if _has_name_clash(_operations_after_inlining(graph)):
+        # A Functional model needs unique operation names (two copies of
+        # one keras.applications backbone, say): keep the models whole.
         return graph
     inputs = [
         keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
         for t in graph.inputs
     ]
     outputs = _run_inlined(graph, inputs[0] if len(inputs) == 1 else inputs)
-    try:
-        return keras.Model(inputs, outputs, name=graph.name)
-    except ValueError:  # clashing layer names
-        return graph
+    return keras.Model(inputs, outputs, name=graph.name)
+
+
+def _nodes(graph):
+    return [n for nodes in graph._nodes_by_depth.values() for n in nodes]
+
+
+def _operations_after_inlining(graph, top_level=True):
+    operations = []
+    for node in _nodes(graph):
+        op = node.operation
+        if _inlinable(node):
+            operations += _operations_after_inlining(
+                inner_graph(op), top_level=False
+            )
+        elif top_level or not isinstance(op, keras.layers.InputLayer):
+            operations.append(op)  # a nested model's inputs disappear
+    return operations
+
+
+def _has_name_clash(operations):
+    owners = {}
+    for op in operations:
+        if owners.setdefault(op.name, op) is not op:
+            return True
+    return False
 
 
 def _run_inlined(graph, inputs):

@@ -240,7 +240,18 @@ class TargetProjectionModel(LocalModel):
         return self.num_classes
 
     def _check_output_shape(self, shape):
-        pass
+        # The task loss compares the output block with the labels: a width
+        # other than the number of classes would index past the logits.
+        binary = self.num_classes == 2 and len(shape) == 2 and shape[-1] == 1
+        if len(shape) != 2 or (shape[-1] != self.num_classes and not binary):
+            raise ValueError(
+                f"The output block of {type(self).__name__} must give one "
+                f"score per class, (batch, {self.num_classes}) (or (batch, 1) "
+                "for two classes with a sigmoid). Received: output block "
+                f"{self.blocks[-1].name} of shape {shape} with num_classes="
+                f"{self.num_classes}. End the stack with "
+                f"`Dense({self.num_classes})` or fix `num_classes`."
+            )
 
     def _block_initializer(self, i):
         config = keras.initializers.serialize(self.projection_initializer)
