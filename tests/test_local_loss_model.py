@@ -235,6 +235,77 @@ def test_backbone_whose_layer_names_clash_with_the_head_stays_whole(rng):
     assert_modules_compose_to(net, model, x)
 
 
+def _two_input_network(dict_inputs=False):
+    """An image branch and a metadata branch merged, then a dense trunk."""
+    image = keras.Input((8, 8, 3), name="image")
+    meta = keras.Input((4,), name="meta")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(image)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    m = keras.layers.Dense(4, activation="relu", name="meta_dense")(meta)
+    h = keras.layers.Concatenate(name="merge")([h, m])
+    h = keras.layers.Dense(8, activation="relu", name="d1")(h)
+    h = keras.layers.Dense(8, activation="relu", name="d2")(h)
+    out = keras.layers.Dense(4, name="logits")(h)
+    inputs = {"image": image, "meta": meta} if dict_inputs else [image, meta]
+    return keras.Model(inputs, out)
+
+
+def _two_inputs(rng, dict_inputs=False, n=16):
+    image = rng.normal(size=(n, 8, 8, 3)).astype("float32")
+    meta = rng.normal(size=(n, 4)).astype("float32")
+    return {"image": image, "meta": meta} if dict_inputs else [image, meta]
+
+
+@pytest.mark.parametrize(
+    "auxiliary, dict_inputs", [("dgl", False), ("auglocal", True), ("man", False)]
+)
+def test_network_with_two_inputs_is_cut_after_the_merge(
+    rng, tmp_path, auxiliary, dict_inputs
+):
+    """Both branches form the first module (no cut while two tensors are
+    live); the modules reproduce the network, both branches learn, module
+    0's update ignores later modules, and the model saves and loads."""
+    net = _two_input_network(dict_inputs)
+    assert LocalLossModel.split_points_of(net) == ["merge", "d1", "d2"]
+    model = compiled(LocalLossModel(net, num_modules=3, auxiliary=auxiliary, seed=0))
+    assert model.cuts == ["merge", "d2"]
+    x, (_, y) = _two_inputs(rng, dict_inputs), data(rng)
+    assert_modules_compose_to(net, model, x)
+    kernels = [net.get_layer(name).kernel for name in ("conv", "meta_dense")]
+    start = [keras.ops.convert_to_numpy(k).copy() for k in kernels]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for kernel, old in zip(kernels, start):
+        assert not np.array_equal(keras.ops.convert_to_numpy(kernel), old)
+    before, _ = _module0_update(model, x, y)
+    for part in model.modules[1:] + model.auxiliary_networks[1:]:
+        for v in part.weights:
+            v.assign(v.value + 0.5)
+    again, _ = _module0_update(model, x, y)
+    for a, b in zip(before, again):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               net.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    path = str(tmp_path / "two_inputs.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def test_network_with_two_inputs_bad_input(rng):
+    with pytest.raises(ValueError, match=r"Received: auxiliary='infopro' and 2 inputs"):
+        LocalLossModel(_two_input_network(), num_modules=2, auxiliary="infopro")
+    with pytest.raises(ValueError, match="one output"):
+        inp = keras.Input((4,))
+        LocalLossModel(keras.Model(inp, [keras.layers.Dense(2)(inp),
+                                         keras.layers.Dense(3)(inp)]), num_modules=1)
+    model = compiled(LocalLossModel(_two_input_network(), num_modules=2))
+    image, _ = _two_inputs(rng)
+    with pytest.raises(ValueError, match=r"takes 2 inputs \['image', 'meta'\]. Received: 1"):
+        model.fit(image, np.zeros(16, "int32"), verbose=0)
+
+
 def test_list_of_blocks_groups_into_modules(rng):
     blocks = [keras.layers.Dense(8, activation="relu") for _ in range(3)]
     blocks.append(keras.layers.Dense(4))

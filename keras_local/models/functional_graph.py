@@ -56,6 +56,12 @@ def inlined(graph):
     return keras.Model(inputs, outputs, name=graph.name)
 
 
+def input_structure(graph):
+    """`graph`'s input tensors in the structure it was built with (a dict
+    keyed by name, a list), so a sub-model over them takes the same data."""
+    return keras.tree.pack_sequence_as(graph._inputs_struct, graph.inputs)
+
+
 def _nodes(graph):
     return [n for nodes in graph._nodes_by_depth.values() for n in nodes]
 

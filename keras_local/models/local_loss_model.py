@@ -8,6 +8,7 @@ from keras_local.api_export import keras_local_export
 from keras_local.layers.learnable_bias import LearnableBias
 from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.models.functional_graph import inlined
+from keras_local.models.functional_graph import input_structure
 from keras_local.models.local_model import LocalModel
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
@@ -43,7 +44,8 @@ class LocalLossModel(LocalModel):
 
     Args:
         network: a list of Keras layers (blocks) or a `keras.Model`
-            (Sequential or Functional, single input and output). A
+            (Sequential or Functional, one output; a Functional model may
+            take several inputs, which all go to the first module). A
             functional model nested as one layer (a backbone:
             `x = keras.applications.ResNet50(include_top=False)(x)`) is
             opened up, so cuts may fall between its own layers; one called
@@ -254,11 +256,19 @@ class LocalLossModel(LocalModel):
         if self._graph is not None:
             return
         graph = _as_graph(self.network, input_shape)
-        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        if len(graph.outputs) != 1:
             raise ValueError(
-                "LocalLossModel needs a network with one input and one "
-                f"output. Received: {len(graph.inputs)} inputs, "
+                "LocalLossModel needs a network with one output (the last "
+                "module is trained by the compiled loss on it). Received: "
                 f"{len(graph.outputs)} outputs."
+            )
+        if len(graph.inputs) > 1 and self.auxiliary == "infopro":
+            raise ValueError(
+                "InfoPro's decoder reconstructs the network's input, which "
+                "is ambiguous for a network with several. Received: "
+                f"auxiliary='infopro' and {len(graph.inputs)} inputs "
+                f"({[t.name for t in graph.inputs]}). Use 'dgl', "
+                "'auglocal', 'man' or a callable auxiliary."
             )
         points = _legal_points(graph)
         names = [p[0] for p in points]
@@ -287,9 +297,12 @@ class LocalLossModel(LocalModel):
         self._points = points
         self.cuts = [names[i] for i in chosen]
         self.num_modules = len(chosen) + 1
-        tensors = [graph.inputs[0]] + [points[i][1] for i in chosen] + [
-            graph.outputs[0]
-        ]
+        # The first module takes every input; a cut is crossed by one tensor.
+        first = (
+            graph.inputs[0] if len(graph.inputs) == 1
+            else input_structure(graph)
+        )
+        tensors = [first] + [points[i][1] for i in chosen] + [graph.outputs[0]]
         self._module_list = _Untracked(
             [
                 keras.Model(tensors[j], tensors[j + 1], name=f"module_{j}")
@@ -667,10 +680,19 @@ class LocalLossModel(LocalModel):
 
     # ------------------------------------------------------------------ #
     def validate_data(self, x, y=None, sample_weight=None):
-        if isinstance(x, (list, tuple, dict)):
+        inputs = 1 if self._graph is None else len(self._graph.inputs)
+        given = len(x) if isinstance(x, (list, tuple, dict)) else 1
+        if isinstance(x, (list, tuple, dict)) and inputs == 1:
             raise ValueError(
-                "LocalLossModel takes a single input array. Received: x of "
-                f"type {type(x).__name__}."
+                "LocalLossModel's network takes a single input array. "
+                f"Received: x of type {type(x).__name__} with {given} items."
+            )
+        if given != inputs:
+            names = [t.name for t in self._graph.inputs]
+            raise ValueError(
+                f"The network takes {inputs} inputs {names}. Received: "
+                f"{given} input array(s). Pass a list in that order or a "
+                "dict keyed by input name."
             )
         super().validate_data(x, y, sample_weight)
 
@@ -759,9 +781,14 @@ def _as_lists(value):
 
 
 def _float_input(x):
-    """The input as a tensor, cast to float32 unless already floating."""
-    x = ops.convert_to_tensor(x)
-    return x if "float" in str(x.dtype) else ops.cast(x, "float32")
+    """The input (one array or several) as tensors, cast to float32 unless
+    already floating."""
+
+    def as_float(t):
+        t = ops.convert_to_tensor(t)
+        return t if "float" in str(t.dtype) else ops.cast(t, "float32")
+
+    return keras.tree.map_structure(as_float, x)
 
 
 def _sum(values):

@@ -5,7 +5,8 @@ from keras import tree
 
 
 def after(value, *dependencies):
-    """`value`, unchanged, but made to depend on `dependencies`.
+    """`value` (a tensor or a structure of them), unchanged, but made to
+    depend on `dependencies`.
 
     Adds an exact zero built from the first element of each dependency, so
     a compiler cannot run `value`'s consumers before the dependencies exist.
@@ -23,4 +24,6 @@ def after(value, *dependencies):
         first = ops.cast(ops.reshape(leaf, (-1,))[0], "float32")
         # min(|a|, 0) is exactly 0 for every finite or infinite a.
         zero = zero + ops.minimum(ops.abs(first), 0.0)
-    return value + ops.cast(zero, ops.convert_to_tensor(value).dtype)
+    return tree.map_structure(
+        lambda v: v + ops.cast(zero, ops.convert_to_tensor(v).dtype), value
+    )
