@@ -7,6 +7,8 @@ import pytest
 from keras_local import backend
 from tests.conftest import BACKEND
 from tests.test_local_loss_model import _same_resolution_resnet
+from tests.test_local_loss_model import _two_input_network
+from tests.test_local_loss_model import _two_inputs
 from keras_local.models.checkpointed_backprop_model import (
     CheckpointedBackpropModel,
 )
@@ -107,6 +109,25 @@ def test_fit_matches_plain_keras_fit():
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                plain.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dict_inputs", [False, True])
+def test_network_with_two_inputs_matches_plain_keras(dict_inputs):
+    """Both input branches sit in the first module; the step is still
+    backprop's, for list and dict inputs."""
+    x = _two_inputs(np.random.default_rng(0), dict_inputs)
+    y = np.random.default_rng(1).integers(0, 4, size=16)
+    plain = _two_input_network(dict_inputs)
+    net = _two_input_network(dict_inputs)
+    net.set_weights(plain.get_weights())
+    model = CheckpointedBackpropModel(net, cuts=["merge", "d2"])
+    for m in (plain, model):
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+    want = plain.train_on_batch(x, y)
+    got = model.train_on_batch(x, y)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for a, b in zip(net.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_save_load_round_trip(tmp_path):
