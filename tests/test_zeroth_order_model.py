@@ -329,6 +329,45 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly(estimator):
         model.fit(x, y, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
+@pytest.mark.parametrize("dict_inputs", [False, True])
+def test_two_input_model_is_perturbed_layer_by_layer_exactly(
+    dict_inputs, estimator
+):
+    # Two input branches merged: the layer-by-layer perturbed pass must be
+    # the whole model at theta + eps z, for list and dict inputs.
+    from tests.test_local_loss_model import _two_input_network, _two_inputs
+
+    rng = np.random.default_rng(15)
+    net = _two_input_network(dict_inputs)
+    x = _two_inputs(rng, dict_inputs, n=6)
+    y = np.array([0, 1, 2, 3, 0, 1])
+    model = ZerothOrderModel(net, estimator=estimator, seed=3)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    kernels = [net.get_layer(name).kernel for name in ("conv", "meta_dense")]
+    start = [ops.convert_to_numpy(k).copy() for k in kernels]
+    model.fit(x, y, epochs=1, verbose=0)
+    for kernel, old in zip(kernels, start):  # both branches are trained
+        assert not np.array_equal(ops.convert_to_numpy(kernel), old)
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    seeds = [zo.direction_seed(model.step_seed(ntv), 0, i) for i in range(len(tv))]
+    scales = model._scales(tv, ntv)
+    whole = model._forward(zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None)
+    by_layer = model._perturbed_forward(tv, ntv, x, y, None, seeds, scales, 0.1)
+    plain = model._forward(tv, ntv, x, y, None)
+    np.testing.assert_allclose(ops.convert_to_numpy(by_layer[1]),
+                               ops.convert_to_numpy(whole[1]),
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(ops.convert_to_numpy(by_layer[1]),
+                           ops.convert_to_numpy(plain[1]))
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               net.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
 def _inference_and_zo_sgd_temp_bytes(make, x, y, forward_gradient=False):
     """JAX: compiled train-step temporaries of inference (the benchmark's
     `InferenceProbe`), of ZO-SGD and optionally of forward-gradient SGD,
