@@ -274,6 +274,21 @@ def test_dropout_masks_are_the_same_at_plus_and_minus_epsilon(nested):
     assert max(pgs[0]) < 20.0, pgs
 
 
+def _whole_by_layer_and_plain(model, x, y, epsilon=0.1):
+    """Forward passes at the current weights: the whole model at
+    theta + eps z, the layer-by-layer perturbed pass with the same z, and
+    the unperturbed model, each `(loss, outputs, new state, ...)`."""
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    seed = model.step_seed(ntv)
+    seeds = [zo.direction_seed(seed, 0, i) for i in range(len(tv))]
+    scales = model._scales(tv, ntv)
+    whole = model._forward(zo.perturb(tv, seeds, scales, epsilon), ntv, x, y, None)
+    by_layer = model._perturbed_forward(tv, ntv, x, y, None, seeds, scales,
+                                        epsilon)
+    return whole, by_layer, model._forward(tv, ntv, x, y, None)
+
+
 @pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
 def test_nested_model_is_perturbed_layer_by_layer_exactly(estimator):
     # A keras-hub-style backbone nested in a task model is run layer by
@@ -303,17 +318,7 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly(estimator):
         assert model._gathers_rows(
             embed, model.variable_indices(embed), (x,), {}
         ) == (estimator == "forward_gradient")
-        tv = [v.value for v in model.trainable_variables]
-        ntv = [v.value for v in model.non_trainable_variables]
-        seed = model.step_seed(ntv)
-        seeds = [zo.direction_seed(seed, 0, i) for i in range(len(tv))]
-        scales = model._scales(tv, ntv)
-        whole = model._forward(
-            zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None
-        )
-        by_layer = model._perturbed_forward(tv, ntv, x, y, None, seeds,
-                                            scales, 0.1)
-        plain = model._forward(tv, ntv, x, y, None)
+        whole, by_layer, plain = _whole_by_layer_and_plain(model, x, y)
         np.testing.assert_allclose(ops.convert_to_numpy(by_layer[1]),
                                    ops.convert_to_numpy(whole[1]),
                                    rtol=1e-6, atol=1e-6)
@@ -352,13 +357,7 @@ def test_two_input_model_is_perturbed_layer_by_layer_exactly(
     model.fit(x, y, epochs=1, verbose=0)
     for kernel, old in zip(kernels, start):  # both branches are trained
         assert not np.array_equal(ops.convert_to_numpy(kernel), old)
-    tv = [v.value for v in model.trainable_variables]
-    ntv = [v.value for v in model.non_trainable_variables]
-    seeds = [zo.direction_seed(model.step_seed(ntv), 0, i) for i in range(len(tv))]
-    scales = model._scales(tv, ntv)
-    whole = model._forward(zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None)
-    by_layer = model._perturbed_forward(tv, ntv, x, y, None, seeds, scales, 0.1)
-    plain = model._forward(tv, ntv, x, y, None)
+    whole, by_layer, plain = _whole_by_layer_and_plain(model, x, y)
     np.testing.assert_allclose(ops.convert_to_numpy(by_layer[1]),
                                ops.convert_to_numpy(whole[1]),
                                rtol=1e-6, atol=1e-6)
@@ -574,14 +573,7 @@ def test_wide_dense_is_perturbed_in_column_blocks_exactly(sparsity, estimator):
     model.build(x.shape)
     assert model._splits_kernel(net.layers[0],
                                 model.variable_indices(net.layers[0]))
-    tv = [v.value for v in model.trainable_variables]
-    ntv = [v.value for v in model.non_trainable_variables]
-    seed = model.step_seed(ntv)
-    seeds = [zo.direction_seed(seed, 0, i) for i in range(len(tv))]
-    scales = model._scales(tv, ntv)
-    whole = model._forward(zo.perturb(tv, seeds, scales, 0.1), ntv, x, y, None)
-    blocks = model._perturbed_forward(tv, ntv, x, y, None, seeds, scales, 0.1)
-    plain = model._forward(tv, ntv, x, y, None)
+    whole, blocks, plain = _whole_by_layer_and_plain(model, x, y)
     np.testing.assert_allclose(ops.convert_to_numpy(blocks[1]),
                                ops.convert_to_numpy(whole[1]),
                                rtol=1e-5, atol=1e-5)
