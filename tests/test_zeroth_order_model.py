@@ -109,6 +109,20 @@ def test_portable_direction_matches_numpy_reference():
     assert abs(big.mean()) < 0.03 and abs(big.std() - 1.0) < 0.03
 
 
+def test_polynomial_cosine_of_the_gaussian_draw_matches_numpy():
+    # The Box-Muller cosine is a folded polynomial (XLA's CPU cos is slow);
+    # it must agree with cos to float32 rounding over the whole of [0, 1),
+    # the fold points 1/4, 1/2, 3/4 included.
+    u = np.concatenate([
+        np.linspace(0.0, 1.0, 200_001, endpoint=False),
+        [0.25, 0.5, 0.75, np.nextafter(np.float32(1.0), np.float32(0.0))],
+    ]).astype("float32")
+    c = ops.convert_to_numpy(zo._cos_two_pi(ops.convert_to_tensor(u)))
+    np.testing.assert_allclose(
+        c, np.cos(2 * np.pi * u.astype("float64")), rtol=0, atol=4e-7
+    )
+
+
 def test_spsa_points_along_true_gradient_of_a_quadratic():
     rng = np.random.default_rng(0)
     d = 4

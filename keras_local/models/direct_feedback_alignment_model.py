@@ -109,12 +109,8 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
             if not block.built:
                 block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
-        if len(shape) != 2:
-            raise ValueError(
-                "DirectFeedbackAlignmentModel projects an output error of "
-                "shape (batch, outputs). Received: output block shape "
-                f"{shape}. End the stack with e.g. `Dense(num_classes)`."
-            )
+        # The projections' rows are the output width: check it first.
+        self._check_output_shape(shape)
         self._output_dim = int(shape[-1])
         super().build(input_shape)
 
