@@ -110,9 +110,9 @@ def test_portable_direction_matches_numpy_reference():
 
 
 def test_polynomial_cosine_of_the_gaussian_draw_matches_numpy():
-    # The Box-Muller cosine is a folded polynomial (XLA's CPU cos is slow);
-    # it must agree with cos to float32 rounding over the whole of [0, 1),
-    # the fold points 1/4, 1/2, 3/4 included.
+    # On JAX and TF the Box-Muller cosine is a folded polynomial (XLA CPU's
+    # cos is slow); it must agree with cos to float32 rounding over the
+    # whole of [0, 1), the fold points 1/4, 1/2, 3/4 included.
     u = np.concatenate([
         np.linspace(0.0, 1.0, 200_001, endpoint=False),
         [0.25, 0.5, 0.75, np.nextafter(np.float32(1.0), np.float32(0.0))],

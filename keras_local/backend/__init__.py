@@ -25,6 +25,9 @@ exported here:
   dropout draws from it; no-ops on JAX and TensorFlow, whose dropout draws
   from the seed state a rule passes), so several forward passes of one step
   can see the same dropout masks.
+- `FUSES_ELEMENTWISE`: whether a step runs as a compiled graph whose
+  elementwise chains fuse into one loop (JAX and TensorFlow: True; torch,
+  eager, where every op is its own pass over memory: False).
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
@@ -38,6 +41,7 @@ from keras_local.backend.common import random_uniform
 from keras_local.backend.common import seed_from_int
 
 BACKEND = keras.backend.backend()
+FUSES_ELEMENTWISE = BACKEND in ("jax", "tensorflow")
 
 if BACKEND == "jax":
     from keras_local.backend.jax.autodiff import barrier
@@ -77,6 +81,7 @@ else:
 
 __all__ = [
     "BACKEND",
+    "FUSES_ELEMENTWISE",
     "LocalTrainer",
     "barrier",
     "global_random_state",

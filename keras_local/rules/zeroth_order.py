@@ -37,10 +37,11 @@ def direction(shape, seed, distribution="gaussian", dtype="float32",
 
     With `generator="portable"` (the default) every entry is an integer hash
     of (seed, position), written with `keras.ops`: JAX, TensorFlow and
-    PyTorch draw the same numbers (Gaussian up to float rounding of `log`
-    and `sqrt`; the cosine is a polynomial), and under XLA the whole draw
-    is elementwise, so it fuses into its consumer (`w + eps z`, the update)
-    and never occupies memory of its own. `generator="backend"` uses
+    PyTorch draw the same numbers (Gaussian up to float rounding of `log`,
+    `sqrt` and the cosine, a polynomial on JAX and TensorFlow and `cos` on
+    torch), and under XLA the whole draw is elementwise, so it fuses into
+    its consumer (`w + eps z`, the update) and never occupies memory of its
+    own. `generator="backend"` uses
     `keras_local.backend.random_normal` (each backend a different stream;
     on JAX, threefry's counters are materialised).
     """
@@ -89,7 +90,11 @@ def direction_at(position, seed, distribution="gaussian", dtype="float32"):
     scale = 1.0 / 8388608.0
     u1 = (ops.cast(ops.bitwise_and(h1, 0x7FFFFF), "float32") + 0.5) * scale
     u2 = ops.cast(ops.bitwise_and(h2, 0x7FFFFF), "float32") * scale
-    z = ops.sqrt(-2.0 * ops.log(u1)) * _cos_two_pi(u2)
+    if backend.FUSES_ELEMENTWISE:
+        cosine = _cos_two_pi(u2)
+    else:  # eager torch: its vectorised cos is one pass, the polynomial 14
+        cosine = ops.cos(6.283185307179586 * u2)
+    z = ops.sqrt(-2.0 * ops.log(u1)) * cosine
     return ops.cast(z, dtype)
 
 
@@ -105,7 +110,8 @@ def _cos_two_pi(u):
     XLA's CPU `cos` is not vectorised: it made a Gaussian draw 4.5x as
     slow as a copy of the same size and most of a full-parameter MeZO step.
     Folding `u` onto [0, 1/4] and a degree-12 polynomial costs about a
-    copy and agrees with `cos` to float32 rounding.
+    copy once fused (JAX, TensorFlow) and agrees with `cos` to float32
+    rounding.
     """
     a = ops.abs(u - 0.5)  # cos(2 pi u) = -cos(2 pi a), a in [0, 1/2]
     upper = ops.greater(a, 0.25)
