@@ -118,6 +118,27 @@ def test_seeded_draws_inside_a_compiled_function_are_identical():
     np.testing.assert_array_equal(out, np.zeros_like(out))
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_fuses_elementwise_tells_a_compiled_step_from_an_eager_one(run_eagerly):
+    # Read inside a real train step: compiled (`jax.jit`, `tf.function`)
+    # fuses elementwise chains; eager code, and torch's default trainer, not.
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(bool(backend.fuses_elementwise(x)))
+            return x
+
+    model = keras.Sequential([keras.Input((2,)), Probe(), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=run_eagerly)
+    model.train_on_batch(np.ones((2, 2), "float32"), np.ones((2, 1), "float32"))
+    assert seen, "the probe layer never ran"
+    compiled = not run_eagerly and BACKEND in ("jax", "tensorflow")
+    assert seen[-1] is compiled
+    # Eager code outside any step.
+    assert backend.fuses_elementwise(ops.ones((2,))) is False
+
+
 def test_seed_tensor_with_wrong_shape_is_rejected():
     with pytest.raises(ValueError, match="Received: seed with shape"):
         backend.random_normal((2,), ops.convert_to_tensor([1, 2, 3]))

@@ -25,9 +25,10 @@ exported here:
   dropout draws from it; no-ops on JAX and TensorFlow, whose dropout draws
   from the seed state a rule passes), so several forward passes of one step
   can see the same dropout masks.
-- `FUSES_ELEMENTWISE`: whether a step runs as a compiled graph whose
-  elementwise chains fuse into one loop (JAX and TensorFlow: True; torch,
-  eager, where every op is its own pass over memory: False).
+- `fuses_elementwise(x)`: whether ops on the tensor `x` are being traced
+  into a compiled graph whose elementwise chains fuse into one loop (JAX:
+  under `jax.jit`; TensorFlow: inside a `tf.function`; torch: under
+  `torch.compile`); where not, every op is its own pass over memory.
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
@@ -41,10 +42,9 @@ from keras_local.backend.common import random_uniform
 from keras_local.backend.common import seed_from_int
 
 BACKEND = keras.backend.backend()
-FUSES_ELEMENTWISE = BACKEND in ("jax", "tensorflow")
-
 if BACKEND == "jax":
     from keras_local.backend.jax.autodiff import barrier
+    from keras_local.backend.jax.compilation import fuses_elementwise
     from keras_local.backend.jax.autodiff import jvp
     from keras_local.backend.jax.host_call import host_call
     from keras_local.backend.jax.autodiff import stop_gradient
@@ -53,6 +53,7 @@ if BACKEND == "jax":
     from keras_local.backend.jax.trainer import LocalTrainer
 elif BACKEND == "tensorflow":
     from keras_local.backend.tensorflow.autodiff import barrier
+    from keras_local.backend.tensorflow.compilation import fuses_elementwise
     from keras_local.backend.tensorflow.autodiff import jvp
     from keras_local.backend.tensorflow.host_call import host_call
     from keras_local.backend.tensorflow.autodiff import stop_gradient
@@ -61,6 +62,7 @@ elif BACKEND == "tensorflow":
     from keras_local.backend.tensorflow.trainer import LocalTrainer
 elif BACKEND == "torch":
     from keras_local.backend.torch.autodiff import barrier
+    from keras_local.backend.torch.compilation import fuses_elementwise
     from keras_local.backend.torch.autodiff import jvp
     from keras_local.backend.torch.host_call import host_call
     from keras_local.backend.torch.random_state import global_random_state
@@ -81,9 +83,9 @@ else:
 
 __all__ = [
     "BACKEND",
-    "FUSES_ELEMENTWISE",
     "LocalTrainer",
     "barrier",
+    "fuses_elementwise",
     "global_random_state",
     "host_call",
     "jvp",

@@ -6,6 +6,8 @@ function of a seed tensor, so it is regenerated, identically, wherever it is
 needed (MeZO's memory trick, Malladi et al. 2023).
 """
 
+import math
+
 from keras import ops
 
 from keras_local import backend
@@ -90,13 +92,15 @@ def direction_at(position, seed, distribution="gaussian", dtype="float32"):
     scale = 1.0 / 8388608.0
     u1 = (ops.cast(ops.bitwise_and(h1, 0x7FFFFF), "float32") + 0.5) * scale
     u2 = ops.cast(ops.bitwise_and(h2, 0x7FFFFF), "float32") * scale
-    if backend.FUSES_ELEMENTWISE:
+    if backend.fuses_elementwise(u2):
         cosine = _cos_two_pi(u2)
-    else:  # eager torch: one vectorised cos beats the polynomial's 20 passes
-        cosine = ops.cos(6.283185307179586 * u2)
+    else:  # eager: one vectorised cos beats the polynomial's 20 passes
+        cosine = ops.cos(_TWO_PI * u2)
     z = ops.sqrt(-2.0 * ops.log(u1)) * cosine
     return ops.cast(z, dtype)
 
+
+_TWO_PI = 2.0 * math.pi
 
 # Taylor coefficients of cos(t) in powers of t**2, through t**12: on
 # |t| <= pi / 2 the truncation error is below 1e-8.
@@ -116,7 +120,7 @@ def _cos_two_pi(u):
     a = ops.abs(u - 0.5)  # cos(2 pi u) = -cos(2 pi a), a in [0, 1/2]
     upper = ops.greater(a, 0.25)
     b = ops.where(upper, 0.5 - a, a)  # cos(2 pi a) = -cos(2 pi b) above 1/4
-    t2 = ops.square(6.283185307179586 * b)
+    t2 = ops.square(_TWO_PI * b)
     c = _COS_COEFFICIENTS[-1]
     for coefficient in _COS_COEFFICIENTS[-2::-1]:
         c = c * t2 + coefficient
