@@ -45,6 +45,7 @@ import numpy as np
 
 from keras_local import backend
 from keras_local.benchmark.local_loss_rules import infopro_cuts
+from keras_local.callbacks import EpochTimer
 from keras_local.benchmark.local_loss_rules import resnet
 from keras_local.models.checkpointed_backprop_model import (
     CheckpointedBackpropModel,
@@ -239,25 +240,22 @@ class AugmentedBatches(keras.utils.PyDataset):
         return batch, self.y[idx]
 
 
-class EpochClock(keras.callbacks.Callback):
-    """Seconds of each epoch's training steps (waits for the device) and
-    test accuracy after each epoch."""
+class EpochClock(EpochTimer):
+    """Seconds of each epoch's training steps (`EpochTimer`) and test
+    accuracy after each epoch."""
 
     def __init__(self, x_test, y_test, batch_size):
         super().__init__()
         self.x_test, self.y_test = x_test, y_test
         self.batch_size = batch_size
-        self.train_seconds, self.test_accuracy = [], []
+        self.test_accuracy = []
 
-    def _sync(self):
-        keras.ops.convert_to_numpy(self.model.trainable_variables[0].value)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+    @property
+    def train_seconds(self):
+        return self.seconds
 
     def on_epoch_end(self, epoch, logs=None):
-        self._sync()
-        self.train_seconds.append(time.perf_counter() - self.start)
+        super().on_epoch_end(epoch, logs)
         _, acc = self.model.evaluate(self.x_test, self.y_test,
                                      batch_size=self.batch_size, verbose=0)
         self.test_accuracy.append(float(acc))

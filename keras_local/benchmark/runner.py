@@ -2,13 +2,13 @@
 
 import json
 import os
-import time
 
 import keras
 import numpy as np
 
 from keras_local import backend
 from keras_local.backend.common import MemoryReport
+from keras_local.callbacks import EpochTimer
 from keras_local.benchmark.benchmark_spec import BenchmarkSpec
 from keras_local.benchmark.registry import get_rule
 
@@ -47,26 +47,6 @@ def load_benchmark_data(dataset, max_train=None, log=print):
     return dataset, (x, y), (xt, yt), x.shape[1:], int(max(y.max(), yt.max())) + 1
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch's training batches (validation excluded)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.on_test_begin()
-
-
 def learning_rate_schedule(learning_rate, schedule, total_steps):
     """The learning rate every rule gets: constant, or cosine-decayed to 0."""
     if schedule == "constant":
@@ -77,12 +57,6 @@ def learning_rate_schedule(learning_rate, schedule, total_steps):
         "Unknown learning-rate schedule. Expected 'constant' or 'cosine'. "
         f"Received: schedule={schedule!r}"
     )
-
-
-def seconds_per_epoch(seconds):
-    """Median epoch time after the first (which includes compilation)."""
-    steady = seconds[1:] if len(seconds) > 1 else seconds
-    return float(np.median(steady)), len(seconds) > 1
 
 
 def run_benchmark(
@@ -128,7 +102,7 @@ def run_benchmark(
             x, y, batch_size=batch_size, epochs=epochs, validation_data=(xt, yt),
             callbacks=[timer], verbose=verbose,
         )
-        per_epoch, steady = seconds_per_epoch(timer.seconds)
+        per_epoch, steady = float(timer.steady_seconds), len(timer.seconds) > 1
         keras.utils.set_random_seed(seed)
         try:
             report = backend.train_step_memory(build(spec), x[:memory_batch], y[:memory_batch])
