@@ -109,6 +109,36 @@ def test_portable_direction_matches_numpy_reference():
     assert abs(big.mean()) < 0.03 and abs(big.std() - 1.0) < 0.03
 
 
+def test_eager_backend_kernel_draws_the_portable_direction_bit_for_bit(monkeypatch):
+    # Eager torch draws the direction with in-place kernels; JAX and TF
+    # have none (XLA fuses the portable ops). Either way the numbers must be
+    # the portable ones, bit for bit.
+    from keras_local import backend
+    from keras_local.rules.portable_random import HASH
+
+    seed = ops.convert_to_tensor([5, 9], dtype="int32")
+    key = zo._mix(zo.seed_to_int32(seed))
+    position = ops.convert_to_tensor(
+        np.concatenate([np.arange(300000), [2**31 - 1, 2**30 + 7]]).reshape(-1, 2),
+        dtype="int32",
+    )
+    for distribution in ("gaussian", "rademacher"):
+        fast = backend.eager_direction(position, key, distribution, HASH)
+        if keras.backend.backend() != "torch":
+            assert fast is None
+            continue
+        with monkeypatch.context() as patch:
+            patch.setattr(backend, "eager_direction", lambda *args: None)
+            portable = ops.convert_to_numpy(zo.direction_at(position, seed, distribution))
+        fast = ops.convert_to_numpy(fast)
+        assert fast.shape == portable.shape == (150001, 2)
+        np.testing.assert_array_equal(fast, portable)
+        # ... and the public draw takes the kernel.
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(zo.direction_at(position, seed, distribution)), fast
+        )
+
+
 def test_polynomial_cosine_of_the_gaussian_draw_matches_numpy():
     # On JAX and TF the Box-Muller cosine is a folded polynomial (XLA CPU's
     # cos is slow); it must agree with cos to float32 rounding over the

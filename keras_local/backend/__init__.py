@@ -29,12 +29,17 @@ exported here:
   into a compiled graph whose elementwise chains fuse into one loop (JAX:
   under `jax.jit`; TensorFlow: inside a `tf.function`; torch: under
   `torch.compile`); where not, every op is its own pass over memory.
+- `eager_direction(position, key, distribution, constants)`: the portable
+  random direction of `keras_local.rules.zeroth_order` from a faster
+  backend kernel (torch, eager: in place), or `None` where the portable
+  `keras.ops` version is the one to run.
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
 
 import keras
 
+from keras_local.backend.common import eager_direction
 from keras_local.backend.common import global_random_state
 from keras_local.backend.common import random_normal
 from keras_local.backend.common import restore_global_random_state
@@ -63,6 +68,7 @@ elif BACKEND == "tensorflow":
 elif BACKEND == "torch":
     from keras_local.backend.torch.autodiff import barrier
     from keras_local.backend.torch.compilation import fuses_elementwise
+    from keras_local.backend.torch.eager_direction import eager_direction
     from keras_local.backend.torch.autodiff import jvp
     from keras_local.backend.torch.host_call import host_call
     from keras_local.backend.torch.random_state import global_random_state
@@ -85,6 +91,7 @@ __all__ = [
     "BACKEND",
     "LocalTrainer",
     "barrier",
+    "eager_direction",
     "fuses_elementwise",
     "global_random_state",
     "host_call",

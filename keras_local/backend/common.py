@@ -87,3 +87,11 @@ def restore_global_random_state(state):
     """Rewinds the global random state to `state` (no-op on JAX and
     TensorFlow)."""
     del state
+
+
+def eager_direction(position, key, distribution, constants):
+    """A backend's faster kernel for the portable random direction, or
+    `None` to use the portable `keras.ops` version (always, on JAX and
+    TensorFlow: XLA fuses it, and their eager ops cannot work in place)."""
+    del position, key, distribution, constants
+    return None

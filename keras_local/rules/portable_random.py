@@ -7,10 +7,26 @@ integers (labels, indices) it draws them here instead: an integer hash of
 JAX, TensorFlow and PyTorch, eager or compiled, return the same numbers.
 """
 
+import collections
+
 from keras import ops
 
-_MULTIPLIER = 0x045D9F3B  # the "lowbias32"-style mixing constant
-_GOLDEN = -1640531527  # 0x9E3779B9 as a signed int32
+HashConstants = collections.namedtuple(
+    "HashConstants",
+    ["multiplier", "shifts", "golden", "second_stream", "uniform_bits"],
+)
+# `_mix` is x ^= x >>> s0; x *= m; x ^= x >>> s1; x *= m; x ^= x >>> s2.
+# Backend kernels that compute the same hash (`backend.eager_direction`)
+# take these constants, so they are written down only here.
+HASH = HashConstants(
+    multiplier=0x045D9F3B,  # the "lowbias32"-style mixing constant
+    shifts=(16, 15, 16),
+    golden=-1640531527,  # 0x9E3779B9 as a signed int32: position -> stream
+    second_stream=0x2545F491,  # xored in before the second hash of a pair
+    uniform_bits=23,  # bits of a hash per uniform: exact in float32
+)
+_MULTIPLIER = HASH.multiplier
+_GOLDEN = HASH.golden
 
 
 def _shift_right(x, bits):
@@ -19,11 +35,12 @@ def _shift_right(x, bits):
 
 
 def _mix(x):
-    x = ops.bitwise_xor(x, _shift_right(x, 16))
+    first, second, third = HASH.shifts
+    x = ops.bitwise_xor(x, _shift_right(x, first))
     x = ops.multiply(x, ops.cast(_MULTIPLIER, "int32"))
-    x = ops.bitwise_xor(x, _shift_right(x, 15))
+    x = ops.bitwise_xor(x, _shift_right(x, second))
     x = ops.multiply(x, ops.cast(_MULTIPLIER, "int32"))
-    return ops.bitwise_xor(x, _shift_right(x, 16))
+    return ops.bitwise_xor(x, _shift_right(x, third))
 
 
 def seed_to_int32(seed):
