@@ -159,3 +159,62 @@ def test_memory_probe_reports_what_it_measured(rng):
     else:
         # At least the (64, 32) activations of one positive or negative pass.
         assert report.bytes >= 64 * 32 * 4
+
+
+def _one_step_update(rule, optimizer, policy="float32"):
+    """Weights after one training step minus before, for a small model of
+    `rule` compiled with `optimizer` under the dtype `policy`."""
+    import keras_local
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(16, 6)).astype("float32")
+        y = rng.integers(0, 3, size=(16,))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if rule == "local_loss":
+            net = keras.Sequential([
+                keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
+            ])
+            model = keras_local.LocalLossModel(net, num_modules=2, auxiliary="dgl")
+        elif rule == "zeroth_order":
+            net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+            model = keras_local.ZerothOrderModel(net, seed=0)
+        else:
+            model = keras_local.ForwardForwardModel(
+                blocks=[keras.layers.Dense(8, activation="relu")], num_classes=3
+            )
+            loss = None
+        model.compile(optimizer=optimizer, loss=loss)
+        model.build((None, 6))
+        before = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+        model.train_on_batch(x, y)
+        after = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+        return model, [a - b for a, b in zip(after, before)]
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("rule", ["local_loss", "zeroth_order", "forward_forward"])
+def test_loss_scale_optimizer_gets_gradients_it_can_unscale(rule):
+    # `compile` wraps the optimizer in a LossScaleOptimizer under the
+    # `mixed_float16` policy; it divides gradients by its scale (2**15 at
+    # first). Local rules do not scale their losses, so the step must undo
+    # that division: the same update as the bare optimizer, to the bit
+    # (the scale is a power of two).
+    _, bare = _one_step_update(rule, keras.optimizers.SGD(0.1))
+    _, wrapped = _one_step_update(
+        rule, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    )
+    assert max(float(np.abs(d).max()) for d in bare) > 1e-4  # it moved
+    for b, w in zip(bare, wrapped):
+        np.testing.assert_array_equal(w, b)
+    # And under the policy itself (float16 compute), the step has the
+    # float32 step's size, not 2**-15 of it.
+    model, mixed = _one_step_update(rule, keras.optimizers.SGD(0.1), "mixed_float16")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    size = lambda deltas: np.sqrt(sum(float(np.sum(d.astype("float64") ** 2)) for d in deltas))
+    assert size(mixed) == pytest.approx(size(bare), rel=0.05)

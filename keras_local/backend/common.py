@@ -95,3 +95,39 @@ def eager_direction(position, key, distribution, constants):
     TensorFlow: XLA fuses it, and their eager ops cannot work in place)."""
     del position, key, distribution, constants
     return None
+
+
+def loss_scaled_gradients(optimizer, grads, optimizer_values=None):
+    """`grads` as a `LossScaleOptimizer` expects them.
+
+    Under the `mixed_float16` policy `compile` wraps the optimizer in a
+    `LossScaleOptimizer`, whose `apply` divides the gradients by its current
+    scale: it assumes they came from the loss times that scale (Keras's own
+    `train_step` calls `optimizer.scale_loss`). Local rules differentiate
+    their own, unscaled losses (or estimate gradients without any loss), so
+    they would silently train with steps thousands of times too small.
+    Multiplying by the scale first gives the inner optimizer the true
+    gradients and keeps the wrapper's skipping of non-finite steps. Other
+    optimizers get `grads` unchanged.
+
+    Args:
+        optimizer: the compiled optimizer.
+        grads: list of gradient tensors (or `None`).
+        optimizer_values: on JAX, the optimizer's variable values in the
+            order of `optimizer.variables` (its state during `fit`);
+            `None` reads the variables themselves.
+
+    Returns:
+        A list like `grads`.
+    """
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return grads
+    if optimizer_values is None:
+        scale = optimizer.dynamic_scale.value
+    else:
+        mapping = list(zip(optimizer.variables, optimizer_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            scale = optimizer.dynamic_scale.value
+    return [
+        None if g is None else g * keras.ops.cast(scale, g.dtype) for g in grads
+    ]

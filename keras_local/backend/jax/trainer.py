@@ -3,6 +3,8 @@
 import keras
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_local.backend.common import loss_scaled_gradients
+
 
 def _mapping(variables, values):
     return list(zip(variables, values))
@@ -34,6 +36,7 @@ class LocalTrainer:
             grads, new_ntv, loss, y_pred, logs = self._local_update(
                 tv, ntv, x, y, sample_weight
             )
+        grads = loss_scaled_gradients(self.optimizer, grads, ov)
         new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
         with keras.StatelessScope(
             state_mapping=_mapping(self.metrics_variables, mv)

@@ -2,6 +2,8 @@
 
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_local.backend.common import loss_scaled_gradients
+
 
 class LocalTrainer:
     """Adapts `LocalModel.local_grads` to Keras's TensorFlow trainer.
@@ -17,6 +19,7 @@ class LocalTrainer:
         grads, new_ntv, loss, y_pred, logs = self._local_update(
             tv, ntv, x, y, sample_weight
         )
+        grads = loss_scaled_gradients(self.optimizer, grads)
         self.optimizer.apply(grads, self.trainable_variables)
         for variable, old, new in zip(self.non_trainable_variables, ntv, new_ntv):
             if new is not old:

@@ -4,6 +4,8 @@ import keras
 import torch
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_local.backend.common import loss_scaled_gradients
+
 
 def _as_tensors(data):
     # `train_on_batch` hands numpy arrays to `train_step` on torch.
@@ -29,6 +31,7 @@ class LocalTrainer:
             tv, ntv, x, y, sample_weight
         )
         with torch.no_grad():
+            grads = loss_scaled_gradients(self.optimizer, grads)
             self.optimizer.apply(grads, self.trainable_variables)
             for variable, old, new in zip(
                 self.non_trainable_variables, ntv, new_ntv
