@@ -1,0 +1,83 @@
+"""Data-parallel training with `keras.distribution` (JAX: the only backend
+Keras's distribution API supports), on two emulated CPU devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import BACKEND
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    os.environ["KERAS_BACKEND"] = "jax"
+    import jax, keras, numpy as np, keras_local
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = rng.integers(0, 3, 64)
+
+    def weights_after_fit(kind, devices):
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices) if devices else None
+        )
+        keras.utils.set_random_seed(0)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if kind == "local_loss":
+            net = keras.Sequential([
+                keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
+            ])
+            model = keras_local.LocalLossModel(net, num_modules=2, auxiliary="dgl")
+        elif kind == "zeroth_order":
+            net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+            model = keras_local.ZerothOrderModel(net, seed=0)
+        else:
+            model = keras_local.ForwardForwardModel(
+                blocks=[keras.layers.Dense(8, activation="relu")], num_classes=3
+            )
+            loss = None
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        shardings = {str(v.value.sharding.device_set) for v in model.trainable_variables}
+        return [np.asarray(v) for v in model.trainable_variables], len(jax.devices()), shardings
+
+    out = {}
+    for kind in ("local_loss", "zeroth_order", "forward_forward"):
+        single, _, _ = weights_after_fit(kind, None)
+        parallel, n, shardings = weights_after_fit(kind, jax.devices())
+        out[kind] = {
+            "devices": n,
+            "replicated_on_both": all("id=0" in s and "id=1" in s for s in shardings),
+            "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(single, parallel)),
+        }
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(
+    BACKEND != "jax",
+    reason="keras.distribution (DataParallel) is implemented for JAX only",
+)
+def test_data_parallel_fit_matches_single_device_fit():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+        env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
+    results = json.loads(line[len("RESULT"):])
+    for kind, r in results.items():
+        assert r["devices"] == 2 and r["replicated_on_both"], (kind, r)
+        # The same updates up to the order of the cross-device sums (SPSA
+        # divides loss differences by 2 * epsilon, so its weights differ
+        # more).
+        tolerance = 1e-4 if kind == "zeroth_order" else 1e-6
+        assert r["max_difference"] < tolerance, (kind, r)
