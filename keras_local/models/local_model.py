@@ -1,3 +1,5 @@
+import types
+
 import keras
 import numpy as np
 from keras import ops
@@ -286,15 +288,34 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         validation_data = kwargs.get("validation_data")
         if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
             self._check_arrays(validation_data[0], validation_data[1], None)
-        if not _is_array_like(x):
-            batch = _peek(x)
-            if batch is not None:
-                self._prepare_for_batch(batch)
+        x = self._prepare_from_stream(x)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, kwargs.get("sample_weight"))
+        x = self._prepare_from_stream(x)
         return super().evaluate(x, y, *args, **kwargs)
+
+    def _prepare_from_stream(self, x):
+        """Builds from the first batch of a dataset or generator `x`;
+        returns `x`, or for a generator an equivalent one (its first batch,
+        taken here, put back in front). TF's `fit` traces the step before
+        Keras builds the model from a generator, too late for the rules,
+        whose variables must exist before the trace."""
+        if x is None or _is_array_like(x):
+            return x
+        if isinstance(x, types.GeneratorType):  # the one iterator Keras takes
+            try:
+                first = next(x)
+            except StopIteration:
+                return x
+            x = _put_back(first, x)
+            batch = _to_numpy(first)
+        else:
+            batch = _peek(x)
+        if batch is not None:
+            self._prepare_for_batch(batch)
+        return x
 
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         self._check_arrays(x, y, sample_weight)
@@ -338,6 +359,11 @@ def _is_array_like(x):
         hasattr(t, "shape") and hasattr(t, "dtype") and len(t.shape) > 0
         for t in leaves
     )
+
+
+def _put_back(first, rest):
+    yield first
+    yield from rest
 
 
 def _peek(x):
