@@ -257,7 +257,8 @@ def _two_inputs(rng, dict_inputs=False, n=16):
 
 
 @pytest.mark.parametrize(
-    "auxiliary, dict_inputs", [("dgl", False), ("auglocal", True), ("man", False)]
+    "auxiliary, dict_inputs",
+    [("dgl", False), ("auglocal", True), ("man", False), ("infopro", True), ("infopro", False)],
 )
 def test_network_with_two_inputs_is_cut_after_the_merge(
     rng, tmp_path, auxiliary, dict_inputs
@@ -267,7 +268,8 @@ def test_network_with_two_inputs_is_cut_after_the_merge(
     0's update ignores later modules, and the model saves and loads."""
     net = _two_input_network(dict_inputs)
     assert LocalLossModel.split_points_of(net) == ["merge", "d1", "d2"]
-    model = compiled(LocalLossModel(net, num_modules=3, auxiliary=auxiliary, seed=0))
+    extra = {"infopro_target": "image"} if auxiliary == "infopro" else {}
+    model = compiled(LocalLossModel(net, num_modules=3, auxiliary=auxiliary, seed=0, **extra))
     assert model.cuts == ["merge", "d2"]
     x, (_, y) = _two_inputs(rng, dict_inputs), data(rng)
     assert_modules_compose_to(net, model, x)
@@ -291,11 +293,25 @@ def test_network_with_two_inputs_is_cut_after_the_merge(
     np.testing.assert_allclose(loaded.predict(x, verbose=0),
                                model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    if auxiliary == "infopro":
+        # The decoder reconstructs the image input, given as a list or dict.
+        assert loaded.infopro_target == "image"
+        image = x["image"] if dict_inputs else x[0]
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model._reconstruction_target(x)), image
+        )
+        decoder = model.auxiliary_networks[0]
+        assert tuple(decoder.outputs[1].shape[1:]) == image.shape[1:]
 
 
 def test_network_with_two_inputs_bad_input(rng):
-    with pytest.raises(ValueError, match=r"Received: auxiliary='infopro' and 2 inputs"):
+    with pytest.raises(ValueError, match=r"this network has 2: \['image', 'meta'\]. Received: infopro_target=None"):
         LocalLossModel(_two_input_network(), num_modules=2, auxiliary="infopro")
+    with pytest.raises(ValueError, match=r"Received: infopro_target='pixels'"):
+        LocalLossModel(_two_input_network(), num_modules=2, auxiliary="infopro",
+                       infopro_target="pixels")
+    with pytest.raises(ValueError, match=r"Received: infopro_target='image' with auxiliary='dgl'"):
+        LocalLossModel(_two_input_network(), num_modules=2, infopro_target="image")
     with pytest.raises(ValueError, match="one output"):
         inp = keras.Input((4,))
         LocalLossModel(keras.Model(inp, [keras.layers.Dense(2)(inp),

@@ -88,6 +88,10 @@ class LocalLossModel(LocalModel):
             instead of `x`. Defaults to `None`.
         infopro_input_std: `None`, a float or one float per channel (> 0),
             see `infopro_input_mean`. Defaults to `None`.
+        infopro_target: name of the input InfoPro's decoder reconstructs,
+            required for a network with several inputs (e.g. `"image"` of
+            an image + metadata network); `None` for one input. Defaults
+            to `None`.
         momentum: float, MAN's EMA momentum. Defaults to `0.995`.
         remat: bool, rematerialise each module but the last: its forward
             pass keeps no activations, its auxiliary network's loss gives
@@ -138,6 +142,7 @@ class LocalLossModel(LocalModel):
         infopro_reconstruction="mse",
         infopro_input_mean=None,
         infopro_input_std=None,
+        infopro_target=None,
         momentum=0.995,
         remat=False,
         seed=None,
@@ -213,6 +218,14 @@ class LocalLossModel(LocalModel):
                 f"{infopro_reconstruction!r}, infopro_input_mean="
                 f"{infopro_input_mean!r}. Use auxiliary='infopro' or drop them."
             )
+        if infopro_target is not None and (
+            auxiliary != "infopro" or not isinstance(infopro_target, str)
+        ):
+            raise ValueError(
+                "`infopro_target` names the input InfoPro's decoder "
+                "reconstructs: a string, with auxiliary='infopro'. Received: "
+                f"infopro_target={infopro_target!r} with auxiliary={auxiliary!r}."
+            )
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(
                 f"`momentum` must be in [0, 1). Received: momentum={momentum}"
@@ -226,6 +239,7 @@ class LocalLossModel(LocalModel):
         self.infopro_reconstruction = infopro_reconstruction
         self.infopro_input_mean = input_mean
         self.infopro_input_std = input_std
+        self.infopro_target = infopro_target
         self.momentum = float(momentum)
         self.remat = bool(remat)
         self._graph = None
@@ -262,13 +276,18 @@ class LocalLossModel(LocalModel):
                 "module is trained by the compiled loss on it). Received: "
                 f"{len(graph.outputs)} outputs."
             )
-        if len(graph.inputs) > 1 and self.auxiliary == "infopro":
+        input_names = [t.name for t in graph.inputs]
+        if self.auxiliary == "infopro" and self.infopro_target is None and len(input_names) > 1:
             raise ValueError(
-                "InfoPro's decoder reconstructs the network's input, which "
-                "is ambiguous for a network with several. Received: "
-                f"auxiliary='infopro' and {len(graph.inputs)} inputs "
-                f"({[t.name for t in graph.inputs]}). Use 'dgl', "
-                "'auglocal', 'man' or a callable auxiliary."
+                "InfoPro's decoder reconstructs one of the network's inputs; "
+                f"this network has {len(input_names)}: {input_names}. "
+                "Received: infopro_target=None. Pass "
+                "`infopro_target=<input name>` (e.g. the image input)."
+            )
+        if self.infopro_target is not None and self.infopro_target not in input_names:
+            raise ValueError(
+                "`infopro_target` must name one of the network's inputs "
+                f"{input_names}. Received: infopro_target={self.infopro_target!r}"
             )
         points = _legal_points(graph)
         names = [p[0] for p in points]
@@ -407,7 +426,7 @@ class LocalLossModel(LocalModel):
         input's channels. The resize and the first conv run as one
         `ResizingConv2D` (the same function), so the enlarged features are
         never formed."""
-        target = self._graph.inputs[0]
+        target = self._graph.inputs[self._infopro_target_index()]
         if len(target.shape) == 4 and len(h.shape) == 4:
             size = tuple(target.shape[1:3])
             if tuple(h.shape[1:3]) == size:
@@ -610,7 +629,16 @@ class LocalLossModel(LocalModel):
             return lambdas
         return ll.infopro_module_lambdas(k, self.num_modules, *lambdas)
 
+    def _infopro_target_index(self):
+        if self.infopro_target is None:
+            return 0
+        return [t.name for t in self._graph.inputs].index(self.infopro_target)
+
     def _reconstruction_target(self, x):
+        if isinstance(x, dict):
+            x = x[self.infopro_target]
+        elif isinstance(x, (list, tuple)):
+            x = x[self._infopro_target_index()]
         if self.infopro_input_mean is None:
             return x
         mean = np.asarray(self.infopro_input_mean, "float32")
@@ -712,6 +740,7 @@ class LocalLossModel(LocalModel):
                 "infopro_reconstruction": self.infopro_reconstruction,
                 "infopro_input_mean": self.infopro_input_mean,
                 "infopro_input_std": self.infopro_input_std,
+                "infopro_target": self.infopro_target,
                 "momentum": self.momentum,
                 "remat": self.remat,
             }
