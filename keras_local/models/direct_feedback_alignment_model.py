@@ -75,6 +75,9 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
 
     _RULES = ("dfa",)
 
+    # Its surrogate losses leave regularisers out (see LocalModel).
+    adds_regularization_losses = False
+
     def __init__(
         self,
         blocks,

@@ -7,6 +7,7 @@ from keras_local.api_export import keras_local_export
 from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import call_with_losses
 from keras_local.models.local_model import training_kwargs
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_classification_data
@@ -130,6 +131,8 @@ class ForwardForwardModel(LocalModel):
           Channel-wise Competitive Learning for the Forward-Forward
           Algorithm", AAAI 2024.
     """
+
+    adds_regularization_losses = True
 
     def __init__(
         self,
@@ -442,14 +445,14 @@ class ForwardForwardModel(LocalModel):
             threshold = self._thresholds[i]
 
             def block_loss(params, inputs, block_ntv, running_mean, block=block, threshold=threshold):
-                out, new_block_ntv = block.stateless_call(
-                    params, block_ntv, inputs, **training_kwargs(block, True)
+                out, new_block_ntv, regularization = call_with_losses(
+                    block, params, block_ntv, inputs
                 )
                 class_goodness = self._class_goodness(out)
                 per_sample = ff.channelwise_loss(
                     class_goodness, y, threshold, self.loss_type, self.alpha
                 )
-                loss = _weighted_mean(per_sample, sample_weight)
+                loss = _weighted_mean(per_sample, sample_weight) + regularization
                 if running_mean is not None:
                     peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
                     loss = loss + self.peer_normalization * peer_loss
@@ -492,12 +495,13 @@ class ForwardForwardModel(LocalModel):
         # positive and a negative term: two passes of `batch` rows each keep
         # half the activations of one pass over both.
         def term(params, inputs, block_ntv, running_mean, positive):
-            out, new_block_ntv = block.stateless_call(
-                params, block_ntv, inputs, **training_kwargs(block, True)
+            out, new_block_ntv, regularization = call_with_losses(
+                block, params, block_ntv, inputs
             )
             g = self._goodness(out)
             per_sample = ops.softplus(threshold - g) if positive else ops.softplus(g - threshold)
-            loss = _weighted_mean(per_sample, sample_weight)
+            # The weights' regularisers count once, with the positive pass.
+            loss = _weighted_mean(per_sample, sample_weight) + (regularization if positive else 0.0)
             if positive and running_mean is not None:
                 peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
                 loss = loss + self.peer_normalization * peer_loss
@@ -519,13 +523,13 @@ class ForwardForwardModel(LocalModel):
         batch = ops.shape(x_pos)[0]
 
         def block_loss(params, inputs, block_ntv, running_mean):
-            out, new_block_ntv = block.stateless_call(
-                params, block_ntv, inputs, **training_kwargs(block, True)
+            out, new_block_ntv, regularization = call_with_losses(
+                block, params, block_ntv, inputs
             )
             g = self._goodness(out)
             g_pos, g_neg = g[:batch], g[batch:]
             per_sample = ff.forward_forward_loss(g_pos, g_neg, threshold, self.loss_type, self.alpha)
-            loss = _weighted_mean(per_sample, sample_weight)
+            loss = _weighted_mean(per_sample, sample_weight) + regularization
             if running_mean is not None:
                 peer_loss, running_mean = ff.peer_normalization(out[:batch], running_mean, self.peer_momentum)
                 loss = loss + self.peer_normalization * peer_loss

@@ -131,6 +131,8 @@ class LocalLossModel(LocalModel):
           Learning", ECCV 2024.
     """
 
+    adds_regularization_losses = True
+
     def __init__(
         self,
         network,

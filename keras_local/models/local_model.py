@@ -36,6 +36,13 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     go through the user's compiled optimizer (schedules, clipping, weight
     decay keep working).
 
+    Regularisation losses (`kernel_regularizer`, `activity_regularizer`):
+    a rule that adds them to the local losses of the layers they belong to
+    sets the class attribute `adds_regularization_losses = True` (the
+    `call_with_losses` helper returns them). For the others, training a
+    model with regularisers raises a `ValueError` instead of silently
+    ignoring them; the optimizer's `weight_decay` works with every rule.
+
     What is logged: during training `loss` is what the rule returns,
     normally the sum of its local losses (one per block, each also logged
     on its own); `evaluate` reports `_local_evaluate`'s loss, by default the
@@ -62,6 +69,8 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         - Keras 3 custom `train_step` guides, keras.io.
     """
 
+    adds_regularization_losses = False
+
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         if seed is not None and not isinstance(seed, (int, np.integer)):
@@ -73,6 +82,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             seed, name="step_seed"
         )
         self._local_trackers = {}
+        self._regularizers_checked = False
 
     # ------------------------------------------------------------------ #
     # What a rule implements.
@@ -196,6 +206,8 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     # ------------------------------------------------------------------ #
     def _local_update(self, tv, ntv, x, y, sample_weight):
         self.validate_shapes(x, y)
+        if not self._regularizers_checked:
+            self._check_regularizers()
         out = self.local_grads(list(tv), list(ntv), x, y, sample_weight)
         if len(out) == 4:
             grads, new_ntv, loss, y_pred = out
@@ -207,6 +219,21 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         increment = ops.cast(ops.convert_to_tensor([0, 1]), new_ntv[i].dtype)
         new_ntv[i] = ntv[i] + increment
         return grads, new_ntv, loss, y_pred, logs
+
+    def _check_regularizers(self):
+        if not self.adds_regularization_losses:
+            found = regularized_parts(self)
+            if found:
+                raise ValueError(
+                    f"{type(self).__name__} does not add regularisation "
+                    "losses to its local losses, so these regularisers "
+                    f"would be silently ignored: {found}. Received: a "
+                    "model with regularisers. Remove them and use the "
+                    "optimizer's weight decay instead (e.g. "
+                    "`keras.optimizers.AdamW(weight_decay=...)` or "
+                    "`SGD(weight_decay=...)`)."
+                )
+        self._regularizers_checked = True
 
     def _local_evaluate(self, tv, ntv, x, y, sample_weight):
         self.validate_shapes(x, y)
@@ -349,6 +376,39 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         config = super().get_config()
         config.update({"seed": self.seed})
         return config
+
+
+def regularized_parts(model):
+    """Names of the trainable weights with a regulariser and of the layers
+    with an activity regulariser in `model`."""
+    found = [
+        f"{layer.name} (activity_regularizer)"
+        for layer in model._flatten_layers(include_self=False)
+        if getattr(layer, "activity_regularizer", None) is not None
+    ]
+    found += [
+        v.path for v in model.trainable_variables
+        if getattr(v, "regularizer", None) is not None
+    ]
+    return found
+
+
+def call_with_losses(layer, params, non_trainable_values, inputs, training=True, **kwargs):
+    """`layer.stateless_call` that also returns the sum (float32 scalar) of
+    the losses the call adds: weight regularisers evaluated at `params`,
+    activity regularisers, `add_loss` terms.
+
+    Returns:
+        `(outputs, new_non_trainable_values, losses)`.
+    """
+    outputs, new_ntv, losses = layer.stateless_call(
+        params, non_trainable_values, inputs, return_losses=True,
+        **training_kwargs(layer, training), **kwargs,
+    )
+    total = ops.convert_to_tensor(0.0, dtype="float32")
+    for loss in losses:
+        total = total + ops.cast(loss, "float32")
+    return outputs, new_ntv, total
 
 
 def _is_array_like(x):

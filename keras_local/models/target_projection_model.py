@@ -125,6 +125,8 @@ class TargetProjectionModel(LocalModel):
 
     _RULES = tp.RULES
 
+    adds_regularization_losses = True
+
     def __init__(
         self,
         blocks,
@@ -358,8 +360,11 @@ class TargetProjectionModel(LocalModel):
         n_idx = self.variable_indices(block, trainable=False)
 
         def output_loss(params, inputs, block_ntv):
-            out, new_block_ntv = stateless_block_call(block, params, block_ntv, inputs)
-            return self._task_loss(y, out, sample_weight), (out, new_block_ntv)
+            out, new_block_ntv, regularization = stateless_block_call(
+                block, params, block_ntv, inputs, return_losses=True
+            )
+            loss = self._task_loss(y, out, sample_weight) + regularization
+            return loss, (out, new_block_ntv)
 
         (loss, (y_pred, new_block_ntv)), block_grads = backend.value_and_grad(
             output_loss, has_aux=True
@@ -393,11 +398,13 @@ class TargetProjectionModel(LocalModel):
 
             def block_loss(params, inputs, block_ntv, block=block, mode=mode,
                            target=target):
-                out, new_block_ntv = stateless_block_call(block, params, block_ntv, inputs)
+                out, new_block_ntv, regularization = stateless_block_call(
+                    block, params, block_ntv, inputs, return_losses=True
+                )
                 loss = self._hidden_loss(
                     tp.readout(out, mode, self.conv_target_grid), target,
                     sample_weight,
-                )
+                ) + regularization
                 return loss, (out, new_block_ntv)
 
             (loss, (h, new_block_ntv)), block_grads = backend.value_and_grad(
@@ -487,13 +494,23 @@ class TargetProjectionModel(LocalModel):
 
 
 
-def stateless_block_call(block, params, block_ntv, inputs, training=True):
+def stateless_block_call(block, params, block_ntv, inputs, training=True,
+                         return_losses=False):
     """`block.stateless_call`, passing `training` only to layers whose
-    `call` takes it."""
+    `call` takes it. With `return_losses`, also the sum (float32) of the
+    losses the call adds (regularisers at `params`)."""
     kwargs = {}
     if getattr(block, "_call_has_training_arg", True):
         kwargs["training"] = training
-    return block.stateless_call(params, block_ntv, inputs, **kwargs)
+    if not return_losses:
+        return block.stateless_call(params, block_ntv, inputs, **kwargs)
+    out, new_block_ntv, losses = block.stateless_call(
+        params, block_ntv, inputs, return_losses=True, **kwargs
+    )
+    total = ops.convert_to_tensor(0.0, dtype="float32")
+    for loss in losses:
+        total = total + ops.cast(loss, "float32")
+    return out, new_block_ntv, total
 
 
 def _check_choice(name, value, choices):
