@@ -5,7 +5,7 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.models.local_loss_model import _float_input
-from keras_local.models.local_loss_model import _sum
+from keras_local.models.local_model import sum_losses
 from keras_local.rules.ordering import after
 
 
@@ -115,7 +115,7 @@ class CheckpointedBackpropModel(LocalLossModel):
             out, new_m_ntv, losses = modules[last].stateless_call(
                 p, m_ntv, h_in, training=True, return_losses=True
             )
-            reg = _sum(losses)
+            reg = sum_losses(losses)
             return self._local_loss(y, out, sample_weight) + reg, (
                 out, new_m_ntv
             )
@@ -147,7 +147,7 @@ class CheckpointedBackpropModel(LocalLossModel):
                 out, _, losses = modules[k].stateless_call(
                     p, m_ntv, h, training=True, return_losses=True
                 )
-                reg = _sum(losses)
+                reg = sum_losses(losses)
                 dot = ops.sum(ops.cast(out, "float32")
                               * ops.cast(cotangent, "float32"))
                 return dot + reg, reg

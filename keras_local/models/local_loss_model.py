@@ -10,6 +10,7 @@ from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.models.functional_graph import inlined
 from keras_local.models.functional_graph import input_structure
 from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import sum_losses
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
 
@@ -566,7 +567,7 @@ class LocalLossModel(LocalModel):
                 out, new_m_ntv, losses = module.stateless_call(
                     params[:n_m], m_ntv, h, training=True, return_losses=True
                 )
-                reg = _sum(losses)
+                reg = sum_losses(losses)
                 if aux is None:
                     loss = self._local_loss(y, out, sample_weight)
                     return loss + reg, (out, out, new_m_ntv, a_ntv)
@@ -621,7 +622,7 @@ class LocalLossModel(LocalModel):
             )
         else:
             loss = self._local_loss(y, aux_out, sample_weight)
-        return loss + _sum(losses), new_a_ntv
+        return loss + sum_losses(losses), new_a_ntv
 
     def module_infopro_lambdas(self, k):
         """`(lambda_reconstruction, lambda_class)` of module `k`'s InfoPro
@@ -684,7 +685,7 @@ class LocalLossModel(LocalModel):
             again, _, losses = module.stateless_call(
                 values, m_ntv, h_in, training=True, return_losses=True
             )
-            reg = _sum(losses)
+            reg = sum_losses(losses)
             dot = ops.sum(ops.cast(again, "float32")
                           * ops.cast(cotangent, "float32"))
             return dot + reg, reg
@@ -820,13 +821,6 @@ def _float_input(x):
         return t if "float" in str(t.dtype) else ops.cast(t, "float32")
 
     return keras.tree.map_structure(as_float, x)
-
-
-def _sum(values):
-    total = ops.convert_to_tensor(0.0, dtype="float32")
-    for v in values:
-        total = total + ops.cast(v, "float32")
-    return total
 
 
 def _known_input_shape(network):

@@ -405,10 +405,15 @@ def call_with_losses(layer, params, non_trainable_values, inputs, training=True,
         params, non_trainable_values, inputs, return_losses=True,
         **training_kwargs(layer, training), **kwargs,
     )
+    return outputs, new_ntv, sum_losses(losses)
+
+
+def sum_losses(losses):
+    """The float32 sum of a list of scalar losses (0 for none)."""
     total = ops.convert_to_tensor(0.0, dtype="float32")
     for loss in losses:
         total = total + ops.cast(loss, "float32")
-    return outputs, new_ntv, total
+    return total
 
 
 def _is_array_like(x):

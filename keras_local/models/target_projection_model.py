@@ -8,6 +8,7 @@ from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import check_finite
+from keras_local.models.local_model import sum_losses
 from keras_local.rules import target_projection as tp
 from keras_local.rules.labels import check_integer_labels
 from keras_local.rules.ordering import after
@@ -507,10 +508,7 @@ def stateless_block_call(block, params, block_ntv, inputs, training=True,
     out, new_block_ntv, losses = block.stateless_call(
         params, block_ntv, inputs, return_losses=True, **kwargs
     )
-    total = ops.convert_to_tensor(0.0, dtype="float32")
-    for loss in losses:
-        total = total + ops.cast(loss, "float32")
-    return out, new_block_ntv, total
+    return out, new_block_ntv, sum_losses(losses)
 
 
 def _check_choice(name, value, choices):
