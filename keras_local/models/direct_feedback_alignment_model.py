@@ -75,9 +75,6 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
 
     _RULES = ("dfa",)
 
-    # Its surrogate losses leave regularisers out (see LocalModel).
-    adds_regularization_losses = False
-
     def __init__(
         self,
         blocks,
@@ -146,10 +143,12 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
 
             def surrogate(params, block_input, block_ntv, block=block,
                           mode=mode, feedback=feedback):
-                out, _ = stateless_block_call(
-                    block, params, block_ntv, block_input
+                out, _, regularization = stateless_block_call(
+                    block, params, block_ntv, block_input, return_losses=True
                 )
-                return tp.dfa_surrogate(tp.readout(out, mode), feedback)
+                # The surrogate's gradient is B e through the block; the
+                # regulariser adds its own gradient to it.
+                return tp.dfa_surrogate(tp.readout(out, mode), feedback) + regularization
 
             value, hidden_grads = backend.value_and_grad(surrogate)(
                 self.gather(tv, t_idx), inputs[i], self.gather(ntv, n_idx)

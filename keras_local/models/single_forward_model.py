@@ -7,7 +7,7 @@ from keras_local.api_export import keras_local_export
 from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
-from keras_local.models.local_model import training_kwargs
+from keras_local.models.local_model import call_with_losses
 from keras_local.rules import single_forward as sf
 from keras_local.rules.labels import check_classification_data
 from keras_local.rules.labels import check_label_shape
@@ -83,6 +83,8 @@ class SingleForwardModel(LocalModel):
           ICLR 2024 (facebookresearch/forwardgnn, `gnn_sf.py`,
           `gnn_top2input_sf.py`).
     """
+
+    adds_regularization_losses = True
 
     def __init__(
         self,
@@ -292,14 +294,13 @@ class SingleForwardModel(LocalModel):
 
         def block_loss(params, block_ntv):
             extra = params[n_block] if learn_emb else None
-            out, new_block_ntv = block.stateless_call(
-                params[:n_block], block_ntv, make_input(extra),
-                **training_kwargs(block, True),
+            out, new_block_ntv, regularization = call_with_losses(
+                block, params[:n_block], block_ntv, make_input(extra)
             )
             loss = sf.single_forward_loss(
                 out[:batch], out[batch:], y, self.temperature, sample_weight,
                 self.num_classes,
-            )
+            ) + regularization
             return loss, (out, new_block_ntv)
 
         (loss, (out, block_ntv)), grads = backend.value_and_grad(
