@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_local import backend
 from tests.conftest import BACKEND
+from tests.small_models import small_model
 
 
 def _dense(units=3, in_dim=4):
@@ -164,8 +165,6 @@ def test_memory_probe_reports_what_it_measured(rng):
 def _one_step_update(rule, optimizer, policy="float32"):
     """Weights after one training step minus before, for a small model of
     `rule` compiled with `optimizer` under the dtype `policy`."""
-    import keras_local
-
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(policy)
     try:
@@ -173,21 +172,7 @@ def _one_step_update(rule, optimizer, policy="float32"):
         rng = np.random.default_rng(0)
         x = rng.normal(size=(16, 6)).astype("float32")
         y = rng.integers(0, 3, size=(16,))
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if rule == "local_loss":
-            net = keras.Sequential([
-                keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
-                keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
-            ])
-            model = keras_local.LocalLossModel(net, num_modules=2, auxiliary="dgl")
-        elif rule == "zeroth_order":
-            net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-            model = keras_local.ZerothOrderModel(net, seed=0)
-        else:
-            model = keras_local.ForwardForwardModel(
-                blocks=[keras.layers.Dense(8, activation="relu")], num_classes=3
-            )
-            loss = None
+        model, loss = small_model(rule)
         model.compile(optimizer=optimizer, loss=loss)
         model.build((None, 6))
         before = [ops.convert_to_numpy(v) for v in model.trainable_variables]

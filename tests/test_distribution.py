@@ -11,12 +11,15 @@ import pytest
 
 from tests.conftest import BACKEND
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 _SCRIPT = textwrap.dedent(
     """
     import json, os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     os.environ["KERAS_BACKEND"] = "jax"
-    import jax, keras, numpy as np, keras_local
+    import jax, keras, numpy as np
+    from tests.small_models import small_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6)).astype("float32")
@@ -27,21 +30,7 @@ _SCRIPT = textwrap.dedent(
             keras.distribution.DataParallel(devices=devices) if devices else None
         )
         keras.utils.set_random_seed(0)
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if kind == "local_loss":
-            net = keras.Sequential([
-                keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
-                keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
-            ])
-            model = keras_local.LocalLossModel(net, num_modules=2, auxiliary="dgl")
-        elif kind == "zeroth_order":
-            net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-            model = keras_local.ZerothOrderModel(net, seed=0)
-        else:
-            model = keras_local.ForwardForwardModel(
-                blocks=[keras.layers.Dense(8, activation="relu")], num_classes=3
-            )
-            loss = None
+        model, loss = small_model(kind)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
         model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
         shardings = {str(v.value.sharding.device_set) for v in model.trainable_variables}
@@ -69,7 +58,7 @@ def test_data_parallel_fit_matches_single_device_fit():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-        env=env, timeout=600,
+        env=env, timeout=600, cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
