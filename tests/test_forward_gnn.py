@@ -734,3 +734,24 @@ def test_benchmark_summary_and_auc():
     assert "| cora | gcn | 81.0 ± 1.0 | 81.5 ± 0.0 | -0.5 |" in text
     assert "| cora | gcn | 2 | 2.0 |" in text
     assert ("node", "cora", "gcn", "sf", 1) in bench.done_keys(rows)
+
+
+def test_global_clipnorm_clips_each_layer_by_its_own_norm(rng):
+    # Each layer learns from its own loss, so `global_clipnorm` clips each
+    # layer's gradient by that layer's norm (see tests/test_gradient_clipping).
+    x, edge_index, labels = _toy_graph(rng)
+    xb, yb, wb = graph_batch(x, edge_index, labels, mask=np.arange(8))
+    node = ForwardGNNModel(3, conv="gcn", rule="sf", num_layers=2, units=4, seed=3)
+    lb, _ = graph_inputs.link_batch(x, edge_index, edge_index[:, :10])
+    link = ForwardGNNLinkModel(conv="gcn", rule="ff", num_layers=2, units=4, seed=3)
+    for model, batch, y, w in ((node, xb, yb, wb), (link, lb, np.ones((1, 10), "float32"), None)):
+        model.build({k: v.shape for k, v in batch.items()})
+        grads, _, _ = _grads(model, [v.value for v in model.trainable_variables], batch, y, w)
+        norms = [np.sqrt(sum(np.sum(grads[i] ** 2) for i in model.variable_indices(c))) for c in model.convs]
+        assert min(norms) > 0
+        clipnorm = 0.5 * min(norms)
+        model.compile(optimizer=keras.optimizers.SGD(0.1, global_clipnorm=clipnorm))
+        clipped = [_numpy(g) for g in model._clip_gradient_groups(_tensors(grads))]
+        for conv, norm in zip(model.convs, norms):
+            for i in model.variable_indices(conv):
+                np.testing.assert_allclose(clipped[i], grads[i] * clipnorm / norm, rtol=1e-4, atol=1e-7)

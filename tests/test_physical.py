@@ -205,3 +205,25 @@ def test_physical_benchmark_runs_tiny(tmp_path):
     assert all(r["cosine_floor"] == 0.25 for r in recorder.runs)
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in recorder.runs)
     assert os.path.exists(out)
+
+
+def test_global_clipnorm_clips_the_layer_and_the_readout_separately(rng):
+    # Each digital layer and the read-out learn from their own losses, so
+    # `global_clipnorm` clips them one by one (tests/test_gradient_clipping).
+    x, y = _toy(rng, n=30)
+    system = SimulatedPhysicalSystem(6, 24, noise=0.0, seed=1)
+    model = _model(system, readout="softmax")
+    model.build((None, 6))
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    grads = model.local_grads(tv, ntv, ops.convert_to_tensor(x), ops.convert_to_tensor(y), None)[0]
+    grads = [ops.convert_to_numpy(g) for g in grads]
+    parts = [model.digital_layers[0], model.readout_layer]
+    norms = [np.sqrt(sum(np.sum(grads[i] ** 2) for i in model.variable_indices(p))) for p in parts]
+    assert min(norms) > 0
+    clipnorm = 0.5 * min(norms)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, global_clipnorm=clipnorm))
+    clipped = model._clip_gradient_groups([ops.convert_to_tensor(g) for g in grads])
+    for part, norm in zip(parts, norms):
+        for i in model.variable_indices(part):
+            np.testing.assert_allclose(ops.convert_to_numpy(clipped[i]), grads[i] * clipnorm / norm, rtol=1e-4, atol=1e-7)

@@ -5,37 +5,13 @@ import keras
 import numpy as np
 import pytest
 
-import keras_local
+from tests.small_models import BLOCK_RULES, rule_model
 
 LR, LAMBDA = 0.1, 0.3
 
 
 def _model(rule, regularizer):
-    keras.utils.set_random_seed(0)
-    dense = lambda units, activation=None: keras.layers.Dense(
-        units, activation=activation, kernel_regularizer=regularizer
-    )
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if rule.startswith("forward_forward"):
-        model = keras_local.ForwardForwardModel(
-            blocks=[dense(8, "relu"), dense(8, "relu")], num_classes=3,
-            loss=rule.split("_")[-1], seed=0,
-        )
-        loss = None
-    elif rule in ("drtp", "tpsgd"):
-        model = keras_local.TargetProjectionModel(
-            [dense(8, "tanh"), dense(3)], num_classes=3, rule=rule
-        )
-    elif rule == "local_loss":
-        net = keras.Sequential([keras.Input((6,)), dense(8, "relu"), dense(8, "relu"), dense(3)])
-        model = keras_local.LocalLossModel(net, num_modules=2, seed=0)
-    elif rule == "single_forward":
-        model = keras_local.SingleForwardModel(blocks=[dense(8, "relu"), dense(8, "relu")], num_classes=3)
-        loss = None
-    elif rule == "zeroth_order":
-        model = keras_local.ZerothOrderModel(keras.Sequential([keras.Input((6,)), dense(3)]), seed=0)
-    else:  # direct feedback alignment
-        model = keras_local.DirectFeedbackAlignmentModel([dense(8, "tanh"), dense(3)], num_classes=3)
+    model, loss = rule_model(rule, regularizer)
     model.compile(optimizer=keras.optimizers.SGD(LR), loss=loss)
     model.build((None, 6))
     return model
@@ -53,13 +29,7 @@ def _step(model):
     return before, [a - b for a, b in zip(after, before)]
 
 
-@pytest.mark.parametrize(
-    "rule",
-    [
-        "forward_forward_softplus", "forward_forward_symba", "single_forward",
-        "drtp", "tpsgd", "direct_feedback_alignment", "local_loss",
-    ],
-)
+@pytest.mark.parametrize("rule", BLOCK_RULES)
 def test_l2_regularizer_adds_its_exact_gradient_to_the_local_update(rule):
     # L2(lambda) adds lambda * sum(w**2) to the loss of the block that owns
     # w, so one SGD step moves w by an extra -lr * 2 * lambda * w, and no

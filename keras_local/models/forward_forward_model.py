@@ -364,6 +364,10 @@ class ForwardForwardModel(LocalModel):
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #
+    def gradient_groups(self):
+        # Each block learns from its own loss (the read-out from its own).
+        return list(self.blocks)
+
     def local_log_names(self):
         names = []
         for i in range(len(self.blocks)):

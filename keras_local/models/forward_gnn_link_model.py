@@ -150,6 +150,9 @@ class ForwardGNNLinkModel(LocalModel):
             y = np.ones((1, np.shape(x[graph_inputs.EDGE_LABEL_INDEX])[-1]), "float32")
         return super().fit(x, y, *args, **kwargs)
 
+    def gradient_groups(self):
+        return list(self.convs)
+
     def local_log_names(self):
         return [f"layer_{i}_loss" for i in range(self.num_layers)]
 

@@ -386,6 +386,9 @@ class ForwardGNNModel(LocalModel):
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #
+    def gradient_groups(self):
+        return list(self.convs)
+
     def local_log_names(self):
         return [f"layer_{i}_loss" for i in range(self.num_layers)]
 

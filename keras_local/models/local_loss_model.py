@@ -530,6 +530,15 @@ class LocalLossModel(LocalModel):
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #
+    def gradient_groups(self):
+        # Module k and its auxiliary network learn from module k's loss.
+        modules = self._module_list.value
+        auxiliaries = list(self.auxiliary_networks) + [None]
+        return [
+            [module] + ([] if aux is None else [aux])
+            for module, aux in zip(modules, auxiliaries)
+        ]
+
     def local_log_names(self):
         k = self.num_modules or 0
         return [f"module_{i}_loss" for i in range(k)]

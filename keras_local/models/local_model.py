@@ -1,3 +1,4 @@
+import contextlib
 import types
 
 import keras
@@ -97,6 +98,20 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     def local_log_names(self):
         """Names of the extra scalars `local_grads` logs (epoch means)."""
         return []
+
+    def gradient_groups(self):
+        """The parts of the model that learn from separate local losses.
+
+        A list whose items are layers, variables or lists of them; the
+        trainable variables in no item form one more group. `None` (the
+        default) means one loss trains the whole model.
+
+        The optimizer's `global_clipnorm` clips each group by its own
+        norm: one norm over every group would scale a block's step by the
+        size of the other blocks' gradients, a signal crossing the block
+        boundaries that local learning has not got.
+        """
+        return None
 
     def evaluation_loss(
         self, trainable_values, non_trainable_values, x, y, y_pred,
@@ -214,11 +229,87 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             logs = {}
         else:
             grads, new_ntv, loss, y_pred, logs = out
+        grads = self._clip_gradient_groups(grads)
         new_ntv = list(new_ntv)
         i = self._seed_index()
         increment = ops.cast(ops.convert_to_tensor([0, 1]), new_ntv[i].dtype)
         new_ntv[i] = ntv[i] + increment
         return grads, new_ntv, loss, y_pred, logs
+
+    def _gradient_group_indices(self):
+        """`gradient_groups()` as lists of positions in
+        `trainable_variables`, or `None` for one group."""
+        groups = self.gradient_groups()
+        if not groups:
+            return None
+        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
+        out, seen = [], set()
+        for item in groups:
+            members = item if isinstance(item, (list, tuple)) else [item]
+            indices = []
+            for member in members:
+                if isinstance(member, keras.layers.Layer):
+                    variables = member.trainable_variables
+                else:
+                    variables = [member]
+                indices += [
+                    position[id(v)] for v in variables
+                    if id(v) in position and position[id(v)] not in seen
+                ]
+                seen.update(indices)
+            if indices:
+                out.append(indices)
+        rest = [i for i in range(len(position)) if i not in seen]
+        if rest:
+            out.append(rest)
+        return out if len(out) > 1 else None
+
+    def _group_clipnorm(self):
+        """The optimizer's `global_clipnorm` if this rule clips it group by
+        group (several gradient groups), else `None`."""
+        inner = _inner_optimizer(getattr(self, "optimizer", None))
+        clipnorm = getattr(inner, "global_clipnorm", None)
+        if not clipnorm or self._gradient_group_indices() is None:
+            return None
+        if inner.gradient_accumulation_steps:
+            raise ValueError(
+                f"{type(self).__name__} clips each of its separately trained "
+                "parts by its own norm, which it cannot do on gradients the "
+                "optimizer accumulates over several steps. Received: an "
+                f"optimizer with global_clipnorm={clipnorm} and "
+                "gradient_accumulation_steps="
+                f"{inner.gradient_accumulation_steps}. Use `clipnorm` "
+                "(per variable) or `clipvalue` instead, or no accumulation."
+            )
+        return clipnorm
+
+    def _clip_gradient_groups(self, grads):
+        clipnorm = self._group_clipnorm()
+        if clipnorm is None:
+            return grads
+        grads = list(grads)
+        for indices in self._gradient_group_indices():
+            present = [i for i in indices if grads[i] is not None]
+            if not present:
+                continue
+            clipped = clip_by_global_norm([grads[i] for i in present], clipnorm)
+            grads = self.scatter(grads, present, clipped)
+        return grads
+
+    @contextlib.contextmanager
+    def _clipping_done(self):
+        """Within this context the optimizer skips its `global_clipnorm`
+        where `_local_update` already clipped group by group."""
+        if self._group_clipnorm() is None:
+            yield
+            return
+        inner = _inner_optimizer(self.optimizer)
+        clipnorm = inner.global_clipnorm
+        inner.global_clipnorm = None
+        try:
+            yield
+        finally:
+            inner.global_clipnorm = clipnorm
 
     def _check_regularizers(self):
         if not self.adds_regularization_losses:
@@ -391,6 +482,23 @@ def regularized_parts(model):
         if getattr(v, "regularizer", None) is not None
     ]
     return found
+
+
+def _inner_optimizer(optimizer):
+    """The optimizer that clips: the wrapped one of a `LossScaleOptimizer`."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def clip_by_global_norm(grads, clipnorm):
+    """Keras's `global_clipnorm` rule on one list of gradients: scaled by
+    `clipnorm / norm` when their joint norm exceeds `clipnorm` (NaN, so the
+    step is visibly bad, when the norm is not finite)."""
+    norm = ops.sqrt(ops.sum(ops.stack(
+        [ops.cast(ops.sum(ops.square(g)), "float32") for g in grads]
+    )))
+    scale = clipnorm * ops.minimum(1.0 / norm, 1.0 / clipnorm)
+    scale = scale + (norm - norm)
+    return [g * ops.cast(scale, g.dtype) for g in grads]
 
 
 def call_with_losses(layer, params, non_trainable_values, inputs, training=True, **kwargs):

@@ -235,6 +235,9 @@ class PhysicalForwardForwardModel(LocalModel):
             return ops.softmax(self.readout_layer(features), axis=-1)
         return self._goodness_scores(x, run_digital)
 
+    def gradient_groups(self):
+        return list(self.digital_layers)
+
     def local_log_names(self):
         names = [f"block_{i}_loss" for i in range(len(self.black_boxes))]
         return names + (["readout_loss"] if self.readout_layer is not None else [])

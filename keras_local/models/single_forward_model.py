@@ -277,6 +277,12 @@ class SingleForwardModel(LocalModel):
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #
+    def gradient_groups(self):
+        groups = [[block] for block in self.blocks]
+        if self.learn_class_embeddings:  # learned by block 0's loss
+            groups[0].append(self.class_embeddings)
+        return groups
+
     def local_log_names(self):
         return [f"block_{i}_loss" for i in range(len(self.blocks))]
 

@@ -330,6 +330,11 @@ class TargetProjectionModel(LocalModel):
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #
+    def gradient_groups(self):
+        # Each block learns from its own target (DFA: its own projection of
+        # the output error), the output block from the task loss.
+        return list(self.blocks)
+
     def local_log_names(self):
         return [f"block_{i}_loss" for i in range(len(self.blocks))]
 

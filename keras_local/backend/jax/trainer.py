@@ -37,7 +37,8 @@ class LocalTrainer:
                 tv, ntv, x, y, sample_weight
             )
         grads = loss_scaled_gradients(self.optimizer, grads, ov)
-        new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
+        with self._clipping_done():
+            new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
         with keras.StatelessScope(
             state_mapping=_mapping(self.metrics_variables, mv)
         ) as scope:

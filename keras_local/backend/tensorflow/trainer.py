@@ -20,7 +20,8 @@ class LocalTrainer:
             tv, ntv, x, y, sample_weight
         )
         grads = loss_scaled_gradients(self.optimizer, grads)
-        self.optimizer.apply(grads, self.trainable_variables)
+        with self._clipping_done():
+            self.optimizer.apply(grads, self.trainable_variables)
         for variable, old, new in zip(self.non_trainable_variables, ntv, new_ntv):
             if new is not old:
                 variable.assign(new)

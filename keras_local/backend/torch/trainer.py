@@ -32,7 +32,8 @@ class LocalTrainer:
         )
         with torch.no_grad():
             grads = loss_scaled_gradients(self.optimizer, grads)
-            self.optimizer.apply(grads, self.trainable_variables)
+            with self._clipping_done():
+                self.optimizer.apply(grads, self.trainable_variables)
             for variable, old, new in zip(
                 self.non_trainable_variables, ntv, new_ntv
             ):
