@@ -527,6 +527,10 @@ class LocalLossModel(LocalModel):
             return self.network
         return self._graph
 
+    def _regularized_network(self):
+        # The auxiliary networks' regularisers are not part of the network.
+        return self.inference_model()
+
     # ------------------------------------------------------------------ #
     # The rule.
     # ------------------------------------------------------------------ #

@@ -46,9 +46,10 @@ class LocalModel(backend.LocalTrainer, keras.Model):
 
     What is logged: during training `loss` is what the rule returns,
     normally the sum of its local losses (one per block, each also logged
-    on its own); `evaluate` reports `_local_evaluate`'s loss, by default the
+    on its own); `evaluate` reports `evaluation_loss`, by default the
     compiled loss on `self(x)` if one was given, otherwise the rule's own
-    evaluation loss (see each rule's docstring).
+    evaluation loss (see each rule's docstring), plus, as in Keras, the
+    regularisation losses of the network's prediction pass.
 
     Args:
         seed: int or `None`. Seeds the per-step random stream that rules use
@@ -328,9 +329,22 @@ class LocalModel(backend.LocalTrainer, keras.Model):
 
     def _local_evaluate(self, tv, ntv, x, y, sample_weight):
         self.validate_shapes(x, y)
-        y_pred, _ = self.stateless_call(tv, ntv, x, **training_kwargs(self, False))
+        mapping = list(zip(self.trainable_variables, tv)) + list(
+            zip(self.non_trainable_variables, ntv)
+        )
+        # As in Keras's `evaluate`, the loss includes the regularisation
+        # losses of the prediction pass: weight regularisers of the network
+        # and the activity regularisers and `add_loss` terms of the call.
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+            y_pred = self.call(x, **training_kwargs(self, False))
+            regularization = sum_losses(self._regularized_network().losses)
         loss = self.evaluation_loss(tv, ntv, x, y, y_pred, sample_weight)
-        return loss, y_pred
+        return ops.cast(loss, "float32") + regularization, y_pred
+
+    def _regularized_network(self):
+        """The layer whose `losses` count in `evaluate`: the model itself,
+        unless it holds parts that prediction does not use."""
+        return self
 
     def _update_local_metrics(self, loss, x, y, y_pred, sample_weight, logs):
         first = keras.tree.flatten(x)[0]
@@ -469,18 +483,21 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         return config
 
 
-def regularized_parts(model):
-    """Names of the trainable weights with a regulariser and of the layers
-    with an activity regulariser in `model`."""
-    found = [
-        f"{layer.name} (activity_regularizer)"
-        for layer in model._flatten_layers(include_self=False)
-        if getattr(layer, "activity_regularizer", None) is not None
-    ]
-    found += [
-        v.path for v in model.trainable_variables
-        if getattr(v, "regularizer", None) is not None
-    ]
+def regularized_parts(model, weights=True, activity=True):
+    """Names of the trainable weights with a regulariser (`weights`) and of
+    the layers with an activity regulariser (`activity`) in `model`."""
+    found = []
+    if activity:
+        found += [
+            f"{layer.name} (activity_regularizer)"
+            for layer in model._flatten_layers(include_self=False)
+            if getattr(layer, "activity_regularizer", None) is not None
+        ]
+    if weights:
+        found += [
+            v.path for v in model.trainable_variables
+            if getattr(v, "regularizer", None) is not None
+        ]
     return found
 
 

@@ -6,6 +6,8 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.functional_graph import inner_graph
 from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import regularized_parts
+from keras_local.models.local_model import sum_losses
 from keras_local.rules import zeroth_order as zo
 
 
@@ -46,6 +48,13 @@ class ZerothOrderModel(LocalModel):
     not depend on (read from the functional graph, through nested models:
     e.g. a keras-hub backbone's pooler when the task reads the sequence
     output), which first-order training would give no gradient.
+
+    Weight regularisers (`kernel_regularizer`, ...) are not estimated: their
+    exact gradient, a function of the weights alone, is added to the
+    estimate (as MeZO applies weight decay), so the update has no extra
+    noise; it costs a weight-sized temporary per regularised weight. An
+    activity regulariser depends on the activations and would need the
+    loss queries to include it: it raises a `ValueError`.
 
     Logs `loss` (at the unperturbed weights when it is computed, i.e. with
     `one_sided`, `conservative` or `first_order_layers`; otherwise the mean
@@ -306,6 +315,37 @@ class ZerothOrderModel(LocalModel):
         """Positions (in `trainable_variables`) of the zeroth-order
         weights."""
         return list(self._zo_idx)
+
+    adds_regularization_losses = True
+
+    def _check_regularizers(self):
+        found = regularized_parts(self, weights=False)
+        if found:
+            raise ValueError(
+                "ZerothOrderModel does not include activity regularisers in "
+                f"its loss queries, so these would be ignored: {found}. "
+                "Received: a model with activity regularisers. Remove them "
+                "(weight regularisers are supported)."
+            )
+        self._regularizers_checked = True
+
+    def _regularization(self, tv):
+        """`(value, indices, grads)`: the weight regularisers of the weights
+        this rule updates, and their exact gradients (`None`, [], [] when
+        there are none)."""
+        indices = [
+            i for i in sorted(set(self._zo_idx) | set(self._fo_idx))
+            if self.trainable_variables[i].regularizer is not None
+        ]
+        if not indices:
+            return None, [], []
+        regularizers = [self.trainable_variables[i].regularizer for i in indices]
+
+        def total(params):
+            return sum_losses([r(p) for r, p in zip(regularizers, params)])
+
+        value, grads = backend.value_and_grad(total)(self.gather(tv, indices))
+        return value, indices, list(grads)
 
     def local_log_names(self):
         names = ["projected_gradient"]
@@ -714,6 +754,11 @@ class ZerothOrderModel(LocalModel):
                 grads = self._accumulate(grads, tv, seeds_for(k, previous),
                                          scales, pg / q)
 
+        regularization, reg_idx, reg_grads = self._regularization(tv)
+        if regularization is not None:
+            for i, g in zip(reg_idx, reg_grads):
+                grads[i] = g if grads[i] is None else grads[i] + ops.cast(g, grads[i].dtype)
+            loss0 = loss0 + regularization
         if self.sign:
             grads = [
                 g if i in self._fo_idx else ops.sign(g)
@@ -725,6 +770,8 @@ class ZerothOrderModel(LocalModel):
                 v - ops.cast(lr, v.dtype) * g for v, g in zip(tv, grads)
             ]
             loss_new, _, _ = loss_at(candidate)
+            if regularization is not None:
+                loss_new = loss_new + self._regularization(candidate)[0]
             keep = ops.cast(loss_new <= loss0, "float32")
             grads = [g * ops.cast(keep, g.dtype) for g in grads]
             logs["step_kept"] = keep
