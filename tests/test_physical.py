@@ -227,3 +227,27 @@ def test_global_clipnorm_clips_the_layer_and_the_readout_separately(rng):
     for part, norm in zip(parts, norms):
         for i in model.variable_indices(part):
             np.testing.assert_allclose(ops.convert_to_numpy(clipped[i]), grads[i] * clipnorm / norm, rtol=1e-4, atol=1e-7)
+
+
+def test_l2_regularizer_adds_its_exact_gradient_to_the_digital_layer(rng):
+    # As in every block rule (tests/test_regularization.py): one SGD step
+    # moves a regularised kernel by exactly -lr * 2 * lambda * w more.
+    x, y = _toy(rng, n=30)
+    lr, lam = 0.1, 0.3
+    updates = []
+    for regularizer in (None, keras.regularizers.L2(lam)):
+        keras.utils.set_random_seed(0)
+        model = PhysicalForwardForwardModel(
+            [BlackBox(SimulatedPhysicalSystem(6, 24, noise=0.0, seed=1))],
+            [keras.layers.Dense(16, activation="relu", kernel_regularizer=regularizer)],
+            num_classes=3, seed=0, label_scale=5.0, readout="softmax",
+        )
+        model.compile(optimizer=keras.optimizers.SGD(lr))
+        model.build((None, 6))
+        before = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+        model.train_on_batch(x, y)
+        updates.append([ops.convert_to_numpy(v) - b for v, b in zip(model.trainable_variables, before)])
+    kernel = model.digital_layers[0].kernel
+    for variable, w, plain, regularized in zip(model.trainable_variables, before, *updates):
+        extra = -lr * 2 * lam * w if variable is kernel else 0.0
+        np.testing.assert_allclose(regularized - plain, extra, rtol=1e-4, atol=1e-6, err_msg=variable.path)

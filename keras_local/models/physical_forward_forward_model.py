@@ -8,8 +8,8 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.layers.black_box import BlackBox
 from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import call_with_losses
 from keras_local.models.local_model import check_finite
-from keras_local.models.local_model import training_kwargs
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_integer_labels
 
@@ -87,6 +87,8 @@ class PhysicalForwardForwardModel(LocalModel):
           Training of Deep Physical Neural Networks", Science 2023.
         - Hinton, "The Forward-Forward Algorithm", 2022.
     """
+
+    adds_regularization_losses = True
 
     def __init__(self, black_boxes, digital_layers, num_classes, threshold=2.0,
                  normalization="rms", label_scale=1.0, seed=None,
@@ -267,8 +269,8 @@ class PhysicalForwardForwardModel(LocalModel):
             n_idx = self.variable_indices(layer, trainable=False)
 
             def block_loss(params, layer_ntv, measured=measured, layer=layer):
-                out, new_ntv = layer.stateless_call(
-                    params, layer_ntv, measured, **training_kwargs(layer, True)
+                out, new_ntv, regularization = call_with_losses(
+                    layer, params, layer_ntv, measured
                 )
                 g = ff.goodness(out)
                 per_sample = ff.forward_forward_loss(g[:batch], g[batch:], self.threshold)
@@ -276,7 +278,7 @@ class PhysicalForwardForwardModel(LocalModel):
                     per_sample = per_sample * ops.cast(
                         ops.reshape(sample_weight, (-1,)), per_sample.dtype
                     )
-                return ops.mean(per_sample), (out, new_ntv)
+                return ops.mean(per_sample) + regularization, (out, new_ntv)
 
             (loss, (out, layer_ntv)), block_grads = backend.value_and_grad(
                 block_loss, has_aux=True
