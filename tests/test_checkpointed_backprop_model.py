@@ -91,14 +91,17 @@ def test_gradients_equal_backprop(num_modules):
         )
 
 
-def test_fit_matches_plain_keras_fit():
+@pytest.mark.parametrize("global_clipnorm", [None, 0.05])
+def test_fit_matches_plain_keras_fit(global_clipnorm):
+    # With `global_clipnorm`, too: one loss, so one joint clip, as in Keras
+    # (local rules clip each module by its own norm instead).
     x, y = data(32)
     plain = residual_net()
     net = residual_net()
     net.set_weights(plain.get_weights())
     model = CheckpointedBackpropModel(net, num_modules=3)
     for m in (plain, model):
-        m.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        m.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, global_clipnorm=global_clipnorm),
                   loss=LOSS)
     want = plain.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     got = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)

@@ -81,6 +81,11 @@ class CheckpointedBackpropModel(LocalLossModel):
     def local_log_names(self):
         return []
 
+    def gradient_groups(self):
+        # One loss, backpropagated through every module: `global_clipnorm`
+        # clips jointly, as in Keras.
+        return None
+
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight
     ):
