@@ -80,10 +80,11 @@ def build(rule, net, args):
     """`(model, frozen)`: `net` compiled (or wrapped and compiled) for
     `rule`, and the variables frozen for it (to unfreeze afterwards)."""
     if rule in ("sgd", "adam"):
+        frozen = freeze_all_but_norms_and_biases(net) if args.fo_params == "norms_biases" else []
         optimizer = (keras.optimizers.SGD(learning_rate(args.fo_sgd_lr, args)) if rule == "sgd"
                      else keras.optimizers.Adam(learning_rate(args.fo_adam_lr, args)))
         net.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
-        return net, []
+        return net, frozen
     frozen = []
     if args.zo_params == "norms_biases":
         frozen = freeze_all_but_norms_and_biases(net)
@@ -356,6 +357,10 @@ def parse(argv=None):
                         help="the zeroth-order rules query the loss in inference mode "
                         "(dropout off), as the MeZO reference does")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fo-params", choices=["all", "norms_biases"], default="all",
+                        help="what the first-order rules (sgd, adam) train: every trainable "
+                             "weight, or the zeroth-order rules' BitFit subset (to separate "
+                             "the subset's limit from the estimator's)")
     parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
                         help="what the zeroth-order rules perturb: every trainable weight, or "
                         "only LayerNorm scales/offsets, biases and the head")

@@ -75,6 +75,10 @@ class GreedyLocalModel(keras_local.LocalModel):
     def local_log_names(self):
         return [f"block_{i}_loss" for i in range(len(self.blocks))]
 
+    def gradient_groups(self):
+        # Block i and its head learn from block i's loss alone.
+        return [[block, head] for block, head in zip(self.blocks, self.heads)]
+
     def local_grads(self, tv, ntv, x, y, sample_weight):
         grads, total, logs, h = list(tv), 0.0, {}, x
         for i, (block, head) in enumerate(zip(self.blocks, self.heads)):
@@ -103,7 +107,10 @@ class GreedyLocalModel(keras_local.LocalModel):
 
 """
 `y_pred` from the last head feeds the compiled metrics, and `total` is what
-the progress bar shows as `loss`. The base class adapts this one function to
+the progress bar shows as `loss`. `gradient_groups` names the parts that
+learn from separate losses: an optimizer's `global_clipnorm` then clips each
+part by its own norm, so no block's step depends on another block's
+gradient. The base class adapts this one function to
 the JAX trainer (pure, `stateless_apply`) and to the TensorFlow and PyTorch
 trainers (stateful `optimizer.apply`), so `fit` works everywhere.
 
