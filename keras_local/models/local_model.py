@@ -266,12 +266,14 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         return out if len(out) > 1 else None
 
     def _group_clipnorm(self):
-        """The optimizer's `global_clipnorm` if this rule clips it group by
-        group (several gradient groups), else `None`."""
+        """`(clipnorm, groups)`: the optimizer's `global_clipnorm` and the
+        gradient groups if this rule clips group by group (several groups),
+        else `(None, None)`."""
         inner = _inner_optimizer(getattr(self, "optimizer", None))
         clipnorm = getattr(inner, "global_clipnorm", None)
-        if not clipnorm or self._gradient_group_indices() is None:
-            return None
+        groups = self._gradient_group_indices() if clipnorm else None
+        if groups is None:
+            return None, None
         if inner.gradient_accumulation_steps:
             raise ValueError(
                 f"{type(self).__name__} clips each of its separately trained "
@@ -282,14 +284,14 @@ class LocalModel(backend.LocalTrainer, keras.Model):
                 f"{inner.gradient_accumulation_steps}. Use `clipnorm` "
                 "(per variable) or `clipvalue` instead, or no accumulation."
             )
-        return clipnorm
+        return clipnorm, groups
 
     def _clip_gradient_groups(self, grads):
-        clipnorm = self._group_clipnorm()
+        clipnorm, groups = self._group_clipnorm()
         if clipnorm is None:
             return grads
         grads = list(grads)
-        for indices in self._gradient_group_indices():
+        for indices in groups:
             present = [i for i in indices if grads[i] is not None]
             if not present:
                 continue
@@ -301,7 +303,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     def _clipping_done(self):
         """Within this context the optimizer skips its `global_clipnorm`
         where `_local_update` already clipped group by group."""
-        if self._group_clipnorm() is None:
+        if self._group_clipnorm()[0] is None:
             yield
             return
         inner = _inner_optimizer(self.optimizer)
