@@ -483,7 +483,14 @@ class ZerothOrderModel(LocalModel):
                 def plain(*args, **kwargs):
                     if takes_training:
                         kwargs["training"] = self.query_training
-                    return op(*args, **kwargs)
+                    if not t_idx:
+                        return op(*args, **kwargs)
+                    # The step's values, not the live variables: on
+                    # TensorFlow a live read could see `optimizer.apply`.
+                    out, _ = op.stateless_call(
+                        self.gather(tv, t_idx), [], *args, **kwargs
+                    )
+                    return out
                 return plain
             # A layer with state (dropout seeds, BatchNorm statistics) runs
             # from the step's starting state in every pass, so +eps and -eps

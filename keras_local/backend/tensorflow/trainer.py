@@ -1,8 +1,16 @@
 """The `train_step` contract on TensorFlow: `data -> logs`, stateful."""
 
+import tensorflow as tf
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_local.backend.common import loss_scaled_gradients
+
+
+def _read(variables):
+    # Tensors read once, at the step's start: `v.value` is the `tf.Variable`
+    # itself, which each use would read anew, so a graph not compiled by
+    # XLA could read a weight after `optimizer.apply` had written it.
+    return [tf.convert_to_tensor(v.value) for v in variables]
 
 
 class LocalTrainer:
@@ -14,8 +22,7 @@ class LocalTrainer:
 
     def train_step(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
-        tv = [v.value for v in self.trainable_variables]
-        ntv = [v.value for v in self.non_trainable_variables]
+        tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         grads, new_ntv, loss, y_pred, logs = self._local_update(
             tv, ntv, x, y, sample_weight
         )
@@ -29,7 +36,6 @@ class LocalTrainer:
 
     def test_step(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
-        tv = [v.value for v in self.trainable_variables]
-        ntv = [v.value for v in self.non_trainable_variables]
+        tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         loss, y_pred = self._local_evaluate(tv, ntv, x, y, sample_weight)
         return self._update_local_metrics(loss, x, y, y_pred, sample_weight, {})
