@@ -251,3 +251,26 @@ def test_l2_regularizer_adds_its_exact_gradient_to_the_digital_layer(rng):
     for variable, w, plain, regularized in zip(model.trainable_variables, before, *updates):
         extra = -lr * 2 * lam * w if variable is kernel else 0.0
         np.testing.assert_allclose(regularized - plain, extra, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX's host callback (jax.pure_callback) can hang on one core")
+def test_jax_host_call_warns_on_a_single_core(monkeypatch):
+    import warnings
+
+    from keras_local.backend.jax import host_call as jax_host_call
+
+    def call():
+        out = jax_host_call.host_call(np.tanh, [ops.ones((2, 3))], ((2, 3), "float32"))
+        np.testing.assert_allclose(ops.convert_to_numpy(out), np.tanh(np.ones((2, 3))), rtol=1e-6)
+
+    monkeypatch.setattr(jax_host_call, "_warned_single_core", False)
+    monkeypatch.setattr(jax_host_call.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call()  # two cores: no warning
+    monkeypatch.setattr(jax_host_call.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    with pytest.warns(RuntimeWarning, match="Received: a process limited to 1 CPU core"):
+        call()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call()  # once per process
