@@ -373,6 +373,14 @@ def _check_locality(model, x, y, w, first, second):
     assert any(
         not np.allclose(base[i], moved[i]) for i in model.variable_indices(second)
     )
+    # The step reads the values passed, not the variables: the same values
+    # held by the variables give the same update.
+    values = _perturbed(model, second, tv)
+    for variable, value in zip(model.trainable_variables, values):
+        variable.assign(value)
+    held, _, _ = _grads(model, [v.value for v in model.trainable_variables], x, y, w)
+    for a, b in zip(moved, held):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(

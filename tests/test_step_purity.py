@@ -36,20 +36,43 @@ def _local_loss(auxiliary):
 AUXILIARIES = ("infopro", "auglocal", "man")
 
 
+def _physical():
+    keras.utils.set_random_seed(0)
+    system = keras_local.layers.SimulatedPhysicalSystem(6, 24, noise=0.0, drift=0.0, seed=1)
+    model = keras_local.PhysicalForwardForwardModel(
+        [keras_local.layers.BlackBox(system)], [keras.layers.Dense(8, activation="relu")],
+        num_classes=3, seed=0, readout="softmax",
+    )
+    return model, None
+
+
+def _checkpointed_backprop():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
+    ])
+    model = keras_local.CheckpointedBackpropModel(net, num_modules=2)
+    return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+BUILDERS = {
+    "zeroth_order_hybrid": _hybrid_zeroth_order,
+    "physical_forward_forward": _physical,
+    "checkpointed_backprop": _checkpointed_backprop,
+    **{name: (lambda name=name: _local_loss(name)) for name in AUXILIARIES},
+}
+
+
 @pytest.mark.parametrize(
-    "rule", BLOCK_RULES + ("zeroth_order", "zeroth_order_hybrid") + AUXILIARIES
+    "rule", BLOCK_RULES + ("zeroth_order",) + tuple(BUILDERS)
 )
 def test_local_grads_reads_the_values_passed_not_the_variables(rule):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 6)).astype("float32"), rng.integers(0, 3, 16)
 
     def model():
-        if rule == "zeroth_order_hybrid":
-            m, loss = _hybrid_zeroth_order()
-        elif rule in AUXILIARIES:
-            m, loss = _local_loss(rule)
-        else:
-            m, loss = rule_model(rule)
+        m, loss = BUILDERS[rule]() if rule in BUILDERS else rule_model(rule)
         m.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
         m.build((None, 6))
         return m
