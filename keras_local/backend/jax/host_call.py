@@ -9,7 +9,7 @@ import numpy as np
 _warned_single_core = False
 
 
-def usable_cpu_cores():
+def _usable_cpu_cores():
     """The CPU cores this process may run on (its affinity, on Linux)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -24,7 +24,7 @@ def _warn_if_single_core():
     # the device before the callback sees them). With two emulated CPU
     # devices the same runs all finished (10 of 10).
     global _warned_single_core
-    if _warned_single_core or usable_cpu_cores() > 1:
+    if _warned_single_core or _usable_cpu_cores() > 1:
         return
     _warned_single_core = True
     warnings.warn(
