@@ -1,7 +1,8 @@
 """A rule's step is a function of the values it is given, never of the
-live variables: Keras's TensorFlow trainer (without XLA) may otherwise read
-a weight after `optimizer.apply` has written it, and a JAX trainer would
-silently train on stale values."""
+live variables: in a TensorFlow graph without XLA a live read may run after
+`optimizer.apply` has written the weight (the hybrid zeroth-order queries
+did, and the update came out wrong some of the time), and a step called
+outside a trainer's scope would see whatever the variables hold."""
 
 import keras
 import numpy as np
