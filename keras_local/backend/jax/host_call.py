@@ -17,7 +17,7 @@ def _usable_cpu_cores():
 
 
 def _warn_if_single_core():
-    # Measured here with JAX 0.10: on one usable core, 8 of 10 short
+    # Measured here with JAX 0.10: on one usable core, 9 of 13 short
     # `fit` runs of a physical FF model hung for good, the callback waiting
     # in `np.asarray` on a copy that JAX's one CPU worker, busy running the
     # step, never makes (`jax.pure_callback` puts its NumPy arguments on
