@@ -69,11 +69,15 @@ def freeze_all_but_norms_and_biases(net):
     return frozen
 
 
-def learning_rate(value, args):
-    """`value`, or a cosine decay from `value` to 0 over `--steps`."""
+def optimizer(name, value, args):
+    """`OPTIMIZERS[name]` at the learning rate `value` (constant, or a
+    cosine decay to 0 over `--steps`), averaging the weights it produces
+    when `--ema-momentum` is set."""
+    rate = value
     if args.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(value, decay_steps=args.steps)
-    return value
+        rate = keras.optimizers.schedules.CosineDecay(value, decay_steps=args.steps)
+    averaging = {"use_ema": True, "ema_momentum": args.ema_momentum} if args.ema_momentum else {}
+    return OPTIMIZERS[name](rate, **averaging)
 
 
 def build(rule, net, args):
@@ -81,9 +85,8 @@ def build(rule, net, args):
     `rule`, and the variables frozen for it (to unfreeze afterwards)."""
     if rule in ("sgd", "adam"):
         frozen = freeze_all_but_norms_and_biases(net) if args.fo_params == "norms_biases" else []
-        optimizer = (keras.optimizers.SGD(learning_rate(args.fo_sgd_lr, args)) if rule == "sgd"
-                     else keras.optimizers.Adam(learning_rate(args.fo_adam_lr, args)))
-        net.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
+        lr = args.fo_sgd_lr if rule == "sgd" else args.fo_adam_lr
+        net.compile(optimizer=optimizer(rule, lr, args), loss=loss(), metrics=["accuracy"])
         return net, frozen
     frozen = []
     if args.zo_params == "norms_biases":
@@ -91,18 +94,18 @@ def build(rule, net, args):
     kwargs = {"epsilon": args.epsilon, "num_queries": args.num_queries,
               "seed": args.seed}
     if rule == "zo_sgd":
-        optimizer = keras.optimizers.SGD(learning_rate(args.zo_lr, args))
+        chosen = optimizer("sgd", args.zo_lr, args)
     elif rule == "zo_adam":
-        optimizer = keras.optimizers.Adam(learning_rate(args.zo_adam_lr, args))
+        chosen = optimizer("adam", args.zo_adam_lr, args)
     elif rule == "forward_gradient":
         kwargs = {"estimator": "forward_gradient", "seed": args.seed}
-        optimizer = OPTIMIZERS[args.fg_optimizer](learning_rate(args.fg_lr, args))
+        chosen = optimizer(args.fg_optimizer, args.fg_lr, args)
     else:  # hybrid: first-order head, zeroth-order rest
         kwargs["first_order_layers"] = ["head"]
-        optimizer = OPTIMIZERS[args.hybrid_optimizer](learning_rate(args.hybrid_lr, args))
+        chosen = optimizer(args.hybrid_optimizer, args.hybrid_lr, args)
     kwargs["query_training"] = not args.inference_queries
     model = ZerothOrderModel(net, **kwargs)
-    model.compile(optimizer=optimizer, loss=loss(), metrics=["accuracy"])
+    model.compile(optimizer=chosen, loss=loss(), metrics=["accuracy"])
     return model, frozen
 
 
@@ -257,9 +260,22 @@ def setup_top(backbone, data, rows, args):
 
 
 # ---------------------------------------------------------------------- #
-def evaluate(model, sets):
-    return {name: float(model.evaluate(x, y, batch_size=64, verbose=0)[1])
+def evaluate(model, sets, averaged=True):
+    """Accuracy on each set. With weight averaging on, of the averaged
+    weights (what `fit` ends with) unless `averaged=False` (the last
+    iterate); the model keeps its weights either way."""
+    swap = [keras.callbacks.SwapEMAWeights()] if averaged and model.optimizer.use_ema else []
+    return {name: float(model.evaluate(x, y, batch_size=64, verbose=0, callbacks=swap)[1])
             for name, (x, y) in sets.items()}
+
+
+def evaluate_all(model, sets):
+    """`evaluate`, plus the last iterate's accuracy under `last_iterate`
+    when the weights are averaged."""
+    accuracy = evaluate(model, sets)
+    if model.optimizer.use_ema:
+        accuracy["last_iterate"] = evaluate(model, sets, averaged=False)
+    return accuracy
 
 
 def run(args):
@@ -298,14 +314,14 @@ def run(args):
             model.train_on_batch(*batch(i))
             if args.eval_every and (i + 1) % args.eval_every == 0 and i + 1 < args.steps:
                 training_seconds += time.time() - begin
-                point = evaluate(model, {"validation": sets["validation"]}
-                                 if "validation" in sets else sets)
+                point = evaluate_all(model, {"validation": sets["validation"]}
+                                     if "validation" in sets else sets)
                 curve.append((i + 1, point))
                 print(f"{rule}: step {i + 1}, accuracy {point}", flush=True)
                 begin = time.time()
         training_seconds += time.time() - begin
         seconds = training_seconds / max(1, args.steps - 1)
-        accuracy = evaluate(model, sets)
+        accuracy = evaluate_all(model, sets)
         curve.append((args.steps, accuracy))
         row.update({"accuracy": accuracy, "seconds_per_step": seconds,
                     "accuracy_per_step": curve})
@@ -353,6 +369,10 @@ def parse(argv=None):
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                         help="every rule's learning rate: constant, or cosine decay to 0 "
                         "over --steps")
+    parser.add_argument("--ema-momentum", type=float, default=0.0,
+                        help="every rule averages its weights (Keras `use_ema`) with this "
+                        "momentum and is evaluated on the averages (also reported: the "
+                        "last iterate); 0: off")
     parser.add_argument("--inference-queries", action="store_true",
                         help="the zeroth-order rules query the loss in inference mode "
                         "(dropout off), as the MeZO reference does")

@@ -1003,3 +1003,8 @@ def test_minilm_example_runs_in_shrink_mode(monkeypatch):
     # The whole-classifier mode still runs.
     results = module["run"](module["parse"](["--top-layers", "0", "--steps", "2"]))
     assert 0.0 <= results["zo_sgd"]["accuracy"]["dev"] <= 1.0
+    # Weight averaging: the averages are evaluated, the last iterate beside them.
+    results = module["run"](module["parse"](["--rules", "zo_adam", "--ema-momentum", "0.5"]))
+    accuracy = results["zo_adam"]["accuracy"]
+    assert set(accuracy) == {"validation", "dev", "last_iterate"}
+    assert set(accuracy["last_iterate"]) == {"validation", "dev"}
