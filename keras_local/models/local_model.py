@@ -271,7 +271,19 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         else `(None, None)`."""
         inner = _inner_optimizer(getattr(self, "optimizer", None))
         clipnorm = getattr(inner, "global_clipnorm", None)
-        groups = self._gradient_group_indices() if clipnorm else None
+        if not clipnorm:
+            return None, None
+        # Called twice per step (to clip, then to turn the optimizer's own
+        # clipping off): the groups are rebuilt only when the trainable
+        # variables change.
+        key = tuple(id(v) for v in self.trainable_variables)
+        cached = getattr(self, "_gradient_groups_cache", None)
+        if cached is None or cached[0] != key:
+            groups = self._gradient_group_indices()
+            # Tuples: Keras would track a list attribute as model state.
+            cached = (key, groups and tuple(tuple(g) for g in groups))
+            self._gradient_groups_cache = cached
+        groups = cached[1]
         if groups is None:
             return None, None
         if inner.gradient_accumulation_steps:
