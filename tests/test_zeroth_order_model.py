@@ -671,6 +671,36 @@ def test_sign_conservative_and_adam_variants_follow_the_estimate():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("jit_compile", [False, "auto"])
+def test_conservative_tries_the_step_at_the_current_learning_rate(jit_compile):
+    # A schedule at 1e-4 for the first step, then 100: the first step, small
+    # enough for the first-order decrease lr pg**2 to dominate, is kept; the
+    # second, tried at 100, raises the loss and is dropped. Tried at the
+    # initial rate it would have been kept and moved by 100 g.
+    rng = np.random.default_rng(6)
+    x, y = regression_data(rng)
+    net = linear_model(rng)
+    model = ZerothOrderModel(net, epsilon=1e-2, conservative=True, seed=3)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-4, 100.0])
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse",
+                  jit_compile=jit_compile)
+    start = net.get_weights()
+    assert model.train_on_batch(x, y, return_dict=True)["step_kept"] == 1.0
+    first = net.get_weights()
+    assert not np.allclose(first[0], start[0])
+    assert model.train_on_batch(x, y, return_dict=True)["step_kept"] == 0.0
+    for a, b in zip(net.get_weights(), first):
+        np.testing.assert_array_equal(a, b)
+    # A rate set from outside, as `LearningRateScheduler` does, is the one
+    # tried.
+    model = ZerothOrderModel(linear_model(rng), epsilon=1e-2, conservative=True, seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse",
+                  jit_compile=jit_compile)
+    for rate, kept in ((1e-4, 1.0), (100.0, 0.0), (1e-4, 1.0)):
+        model.optimizer.learning_rate = rate
+        assert model.train_on_batch(x, y, return_dict=True)["step_kept"] == kept, rate
+
+
 def test_hybrid_head_gets_the_true_gradient_and_block_wise_cycles():
     rng = np.random.default_rng(5)
     x, y = regression_data(rng)

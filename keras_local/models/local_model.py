@@ -43,6 +43,10 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     `call_with_losses` helper returns them). For the others, training a
     model with regularisers raises a `ValueError` instead of silently
     ignoring them; the optimizer's `weight_decay` works with every rule.
+    A rule whose step needs the optimizer's learning rate (e.g. to try a
+    step before taking it) sets `reads_learning_rate = True` and calls
+    `self.current_learning_rate()`: the rate of this step, as a schedule or
+    a callback such as `LearningRateScheduler` has set it.
 
     What is logged: during training `loss` is what the rule returns,
     normally the sum of its local losses (one per block, each also logged
@@ -72,6 +76,9 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     """
 
     adds_regularization_losses = False
+    # A rule that uses `current_learning_rate()` in its step sets this, so
+    # the trainers read the rate (from the step's state) and pass it in.
+    reads_learning_rate = False
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -220,11 +227,15 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     # ------------------------------------------------------------------ #
     # The adapter (called by backend.LocalTrainer).
     # ------------------------------------------------------------------ #
-    def _local_update(self, tv, ntv, x, y, sample_weight):
+    def _local_update(self, tv, ntv, x, y, sample_weight, learning_rate=None):
         self.validate_shapes(x, y)
         if not self._regularizers_checked:
             self._check_regularizers()
-        out = self.local_grads(list(tv), list(ntv), x, y, sample_weight)
+        self.__dict__["_step_learning_rate"] = learning_rate
+        try:
+            out = self.local_grads(list(tv), list(ntv), x, y, sample_weight)
+        finally:
+            self.__dict__["_step_learning_rate"] = None
         if len(out) == 4:
             grads, new_ntv, loss, y_pred = out
             logs = {}
@@ -236,6 +247,17 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         increment = ops.cast(ops.convert_to_tensor([0, 1]), new_ntv[i].dtype)
         new_ntv[i] = ntv[i] + increment
         return grads, new_ntv, loss, y_pred, logs
+
+    def current_learning_rate(self):
+        """The compiled optimizer's learning rate for this step: a schedule
+        evaluated at the current iteration, a rate a callback has set. In a
+        trainer's step (for a rule with `reads_learning_rate = True`), the
+        value the trainer read at the step's start, before the update;
+        elsewhere, read from the optimizer now."""
+        value = self.__dict__.get("_step_learning_rate")
+        if value is None:
+            value = self.optimizer.learning_rate
+        return ops.convert_to_tensor(value)
 
     def _gradient_group_indices(self):
         """`gradient_groups()` as lists of positions in

@@ -83,8 +83,9 @@ class ZerothOrderModel(LocalModel):
         sign: bool, feed `sign(g)` to the optimizer (ZO-SGD-Sign). Defaults
             to `False`.
         conservative: bool, ZO-SGD-Cons: the step is kept only if the loss
-            at `theta - lr g` (lr: the compiled optimizer's initial learning
-            rate, exact for plain `SGD`) is not above the loss at `theta`.
+            at `theta - lr g` (lr: the compiled optimizer's learning rate at
+            this step, as a schedule or a callback sets it; exact for plain
+            `SGD`) is not above the loss at `theta`.
             Defaults to `False`.
         block_wise: bool, perturb one block per step, cycling through the
             blocks (a block is a layer of `model` that owns trainable
@@ -221,7 +222,6 @@ class ZerothOrderModel(LocalModel):
             shape=(2,), dtype="int32", initializer="zeros", trainable=False,
             name="mask_seed",
         )
-        self._conservative_lr = None
 
     # ------------------------------------------------------------------ #
     def build(self, input_shape):
@@ -353,13 +353,10 @@ class ZerothOrderModel(LocalModel):
             names.append("step_kept")
         return names
 
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
-        if self.conservative:
-            lr = self.optimizer.learning_rate
-            if callable(lr) and not hasattr(lr, "numpy"):
-                lr = lr(0)
-            self._conservative_lr = float(ops.convert_to_numpy(lr))
+    @property
+    def reads_learning_rate(self):
+        # ZO-SGD-Cons tries the step at the optimizer's current rate.
+        return self.conservative
 
     def _index(self, variable):
         return [id(v) for v in self.non_trainable_variables].index(id(variable))
@@ -772,7 +769,7 @@ class ZerothOrderModel(LocalModel):
                 for i, g in enumerate(grads)
             ]
         if self.conservative:
-            lr = self._conservative_lr
+            lr = self.current_learning_rate()
             candidate = [
                 v - ops.cast(lr, v.dtype) * g for v, g in zip(tv, grads)
             ]

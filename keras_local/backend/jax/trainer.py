@@ -29,12 +29,22 @@ class LocalTrainer:
     def train_step(self, state, data):
         tv, ntv, ov, mv = state
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        learning_rate = None
+        if self.reads_learning_rate:
+            # The rate of this step, from the optimizer's state (`iterations`
+            # for a schedule, the rate variable a callback may have set).
+            with keras.StatelessScope(
+                state_mapping=_mapping(self.optimizer.variables, ov)
+            ):
+                learning_rate = keras.ops.convert_to_tensor(
+                    self.optimizer.learning_rate
+                )
         with keras.StatelessScope(
             state_mapping=_mapping(self.trainable_variables, tv)
             + _mapping(self.non_trainable_variables, ntv)
         ):
             grads, new_ntv, loss, y_pred, logs = self._local_update(
-                tv, ntv, x, y, sample_weight
+                tv, ntv, x, y, sample_weight, learning_rate
             )
         grads = loss_scaled_gradients(self.optimizer, grads, ov)
         with self._clipping_done():

@@ -23,8 +23,12 @@ class LocalTrainer:
     def train_step(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
+        learning_rate = None
+        if self.reads_learning_rate:
+            # Read before `optimizer.apply` advances `iterations`.
+            learning_rate = tf.convert_to_tensor(self.optimizer.learning_rate)
         grads, new_ntv, loss, y_pred, logs = self._local_update(
-            tv, ntv, x, y, sample_weight
+            tv, ntv, x, y, sample_weight, learning_rate
         )
         grads = loss_scaled_gradients(self.optimizer, grads)
         with self._clipping_done():

@@ -27,8 +27,13 @@ class LocalTrainer:
         with torch.no_grad():
             tv = [v.value.detach() for v in self.trainable_variables]
             ntv = [v.value.detach() for v in self.non_trainable_variables]
+            learning_rate = None
+            if self.reads_learning_rate:
+                learning_rate = keras.ops.convert_to_tensor(
+                    self.optimizer.learning_rate
+                )
         grads, new_ntv, loss, y_pred, logs = self._local_update(
-            tv, ntv, x, y, sample_weight
+            tv, ntv, x, y, sample_weight, learning_rate
         )
         with torch.no_grad():
             grads = loss_scaled_gradients(self.optimizer, grads)
