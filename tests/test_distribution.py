@@ -1,5 +1,6 @@
 """Data-parallel training with `keras.distribution` (JAX: the only backend
-Keras's distribution API supports), on two emulated CPU devices."""
+Keras's distribution API supports), on two emulated CPU devices; on
+TensorFlow, what `tf.distribute` strategies do."""
 
 import json
 import os
@@ -70,3 +71,70 @@ def test_data_parallel_fit_matches_single_device_fit():
         # more).
         tolerance = 1e-4 if kind == "zeroth_order" else 1e-6
         assert r["max_difference"] < tolerance, (kind, r)
+
+
+_TF_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    from tests.small_models import BLOCK_RULES, rule_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = rng.integers(0, 3, 64)
+
+    def model():
+        m, loss = rule_model(rule)
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+        m.build((None, 6))
+        return m
+
+    out = {}
+    for rule in BLOCK_RULES + ("zeroth_order",):
+        plain = model()
+        plain.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+            one = model()
+        one.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+            two = model()
+        errors = []
+        for run in (lambda: two.fit(x, y, batch_size=16, epochs=1, verbose=0),
+                    lambda: two.evaluate(x, y, verbose=0)):
+            try:
+                run()
+                errors.append(None)
+            except ValueError as e:
+                errors.append(str(e))
+        out[rule] = {
+            "one_replica_difference": max(
+                float(np.abs(a - b).max()) for a, b in zip(plain.get_weights(), one.get_weights())
+            ),
+            "two_replica_errors": errors,
+        }
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="tf.distribute exists on the TensorFlow backend only"
+)
+def test_tf_distribute_one_replica_trains_and_several_are_refused():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _TF_SCRIPT], capture_output=True, text=True,
+        env=env, timeout=600, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
+    for rule, r in json.loads(line[len("RESULT"):]).items():
+        # One replica: the same training as without a strategy.
+        assert r["one_replica_difference"] < 1e-6, (rule, r)
+        # Two: fit and evaluate refuse, saying what was received.
+        for error in r["two_replica_errors"]:
+            assert error and "Received: MirroredStrategy with 2 replicas" in error, (rule, r)

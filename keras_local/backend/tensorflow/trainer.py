@@ -13,6 +13,24 @@ def _read(variables):
     return [tf.convert_to_tensor(v.value) for v in variables]
 
 
+def _refuse_replicas(model):
+    # Keras divides each compiled loss by the number of replicas and lets
+    # the optimizer sum the replicas' gradients; local losses written with
+    # `keras.ops` are not divided, so each rule would mix summed and
+    # averaged parts: refused rather than trained wrong.
+    strategy = tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"{type(model).__name__} does not train or evaluate under a "
+            "`tf.distribute` strategy with more than one replica: its local "
+            "losses are not scaled per replica as Keras's compiled losses "
+            f"are. Received: {type(strategy).__name__} with "
+            f"{strategy.num_replicas_in_sync} replicas in sync. Train on one "
+            "device (a single-replica strategy works), or use "
+            "`keras.distribution.DataParallel` on the JAX backend."
+        )
+
+
 class LocalTrainer:
     """Adapts `LocalModel.local_grads` to Keras's TensorFlow trainer.
 
@@ -21,6 +39,7 @@ class LocalTrainer:
     """
 
     def train_step(self, data):
+        _refuse_replicas(self)
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         learning_rate = None
@@ -39,6 +58,7 @@ class LocalTrainer:
         return self._update_local_metrics(loss, x, y, y_pred, sample_weight, logs)
 
     def test_step(self, data):
+        _refuse_replicas(self)
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         loss, y_pred = self._local_evaluate(tv, ntv, x, y, sample_weight)
