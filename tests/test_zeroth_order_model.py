@@ -896,6 +896,35 @@ def test_frozen_layer_is_never_perturbed_nor_updated():
     assert len(model.perturbation(tv, ntv)) == 2
 
 
+@pytest.mark.parametrize("first_order_layers", [None, ["head"]])
+def test_freezing_a_layer_after_training_then_recompiling(first_order_layers):
+    # The positions of the perturbed (and first-order) weights index
+    # `trainable_variables`; freezing `body` moves the head's from 2-3 to 0-1.
+    rng = np.random.default_rng(10)
+    net = linear_model(rng)
+    x, y = regression_data(rng)
+    model = ZerothOrderModel(net, seed=0, first_order_layers=first_order_layers,
+                             block_wise=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert model.zo_variable_indices == ([0, 1, 2, 3] if first_order_layers is None else [0, 1])
+    net.get_layer("body").trainable = False
+    if first_order_layers:
+        # Nothing would be left to zeroth-order training.
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        with pytest.raises(ValueError, match="nothing is left to zeroth-order"):
+            model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        return
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    body, head = net.get_layer("body").get_weights(), net.get_layer("head").get_weights()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert model.zo_variable_indices == [0, 1]
+    assert model.num_blocks == 1
+    for a, b in zip(net.get_layer("body").get_weights(), body):
+        np.testing.assert_array_equal(a, b)
+    assert all(not np.array_equal(a, b) for a, b in zip(net.get_layer("head").get_weights(), head))
+
+
 @pytest.mark.parametrize("estimator", ["spsa", "forward_gradient"])
 def test_weights_the_outputs_do_not_reach_are_left_alone(estimator):
     # A backbone with two outputs of which the task reads one (as a

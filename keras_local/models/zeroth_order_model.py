@@ -294,6 +294,17 @@ class ZerothOrderModel(LocalModel):
         renumber = {b: k for k, b in enumerate(used)}
         self._block_of = {i: renumber[block_of[i]] for i in self._zo_idx}
         self.num_blocks = len(used)
+        self.__dict__["_resolved_for"] = self._trainable_key()
+        self.__dict__.pop("_graph_cache", None)  # it checks `_zo_idx`
+
+    def _trainable_key(self):
+        return tuple(id(v) for v in self.trainable_variables)
+
+    def _check_resolved(self):
+        # The positions above index `trainable_variables`: a layer frozen
+        # or unfrozen since (then `compile` again, as Keras asks) moves them.
+        if self.__dict__.get("_resolved_for") != self._trainable_key():
+            self._resolve_layers()
 
     def _weights_reaching_outputs(self):
         """Positions of the trainable weights the wrapped model's outputs
@@ -314,6 +325,7 @@ class ZerothOrderModel(LocalModel):
     def zo_variable_indices(self):
         """Positions (in `trainable_variables`) of the zeroth-order
         weights."""
+        self._check_resolved()
         return list(self._zo_idx)
 
     adds_regularization_losses = True
@@ -363,6 +375,7 @@ class ZerothOrderModel(LocalModel):
 
     def _scales(self, tv, ntv):
         """Per trainable weight: `None` (not perturbed), `1` or a mask."""
+        self._check_resolved()
         scales = [None] * len(tv)
         step = ntv[self._index(self.zo_step)]
         active = ops.mod(step, self.num_blocks) if self.block_wise else None
