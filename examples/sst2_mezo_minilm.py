@@ -92,7 +92,8 @@ def build(rule, net, args):
     if args.zo_params == "norms_biases":
         frozen = freeze_all_but_norms_and_biases(net)
     kwargs = {"epsilon": args.epsilon, "num_queries": args.num_queries,
-              "seed": args.seed}
+              "seed": args.seed, "sparsity": args.zo_sparsity,
+              "sparsity_mode": args.zo_sparsity_mode}
     if rule == "zo_sgd":
         chosen = optimizer("sgd", args.zo_lr, args)
     elif rule == "zo_adam":
@@ -384,6 +385,13 @@ def parse(argv=None):
     parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
                         help="what the zeroth-order rules perturb: every trainable weight, or "
                         "only LayerNorm scales/offsets, biases and the head")
+    parser.add_argument("--zo-sparsity", type=float, default=0.0,
+                        help="the SPSA rules leave this fraction of each weight "
+                        "unperturbed (ZO-Bench gradient sparsity)")
+    parser.add_argument("--zo-sparsity-mode", choices=["random", "magnitude"],
+                        default="random",
+                        help="'random': a fresh random mask every step; 'magnitude': "
+                        "perturb only the smallest-magnitude entries (Sparse MeZO)")
     parser.add_argument("--eval-every", type=int, default=0,
                         help="evaluate every N steps (on validation when there is one; "
                         "0: only at the end)")

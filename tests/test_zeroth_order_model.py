@@ -1063,7 +1063,10 @@ def test_minilm_example_runs_in_shrink_mode(monkeypatch):
     results = module["run"](module["parse"](["--top-layers", "0", "--steps", "2"]))
     assert 0.0 <= results["zo_sgd"]["accuracy"]["dev"] <= 1.0
     # Weight averaging: the averages are evaluated, the last iterate beside them.
-    results = module["run"](module["parse"](["--rules", "zo_adam", "--ema-momentum", "0.5"]))
+    results = module["run"](module["parse"](
+        ["--rules", "zo_adam", "--ema-momentum", "0.5", "--zo-sparsity", "0.75",
+         "--zo-sparsity-mode", "magnitude"]
+    ))
     accuracy = results["zo_adam"]["accuracy"]
     assert set(accuracy) == {"validation", "dev", "last_iterate"}
     assert set(accuracy["last_iterate"]) == {"validation", "dev"}
