@@ -51,20 +51,25 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+def _run(script):
+    """The `RESULT` dict a script prints, run in a fresh process (device
+    settings must precede the backend's start)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        env=env, timeout=600, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
+    return json.loads(line[len("RESULT"):])
+
+
 @pytest.mark.skipif(
     BACKEND != "jax",
     reason="keras.distribution (DataParallel) is implemented for JAX only",
 )
 def test_data_parallel_fit_matches_single_device_fit():
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-        env=env, timeout=600, cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
-    results = json.loads(line[len("RESULT"):])
-    for kind, r in results.items():
+    for kind, r in _run(_SCRIPT).items():
         assert r["devices"] == 2 and r["replicated_on_both"], (kind, r)
         # The same updates up to the order of the cross-device sums (SPSA
         # divides loss differences by 2 * epsilon, so its weights differ
@@ -125,14 +130,7 @@ _TF_SCRIPT = textwrap.dedent(
     BACKEND != "tensorflow", reason="tf.distribute exists on the TensorFlow backend only"
 )
 def test_tf_distribute_one_replica_trains_and_several_are_refused():
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [sys.executable, "-c", _TF_SCRIPT], capture_output=True, text=True,
-        env=env, timeout=600, cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
-    for rule, r in json.loads(line[len("RESULT"):]).items():
+    for rule, r in _run(_TF_SCRIPT).items():
         # One replica: the same training as without a strategy.
         assert r["one_replica_difference"] < 1e-6, (rule, r)
         # Two: fit and evaluate refuse, saying what was received.
