@@ -259,6 +259,12 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             value = self.optimizer.learning_rate
         return ops.convert_to_tensor(value)
 
+    def _trainable_key(self):
+        """Identifies the current set of trainable variables: positions in
+        `trainable_variables` cached against it are stale once a layer is
+        frozen or unfrozen."""
+        return tuple(id(v) for v in self.trainable_variables)
+
     def _gradient_group_indices(self):
         """`gradient_groups()` as lists of positions in
         `trainable_variables`, or `None` for one group."""
@@ -298,13 +304,12 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         # Called twice per step (to clip, then to turn the optimizer's own
         # clipping off): the groups are rebuilt only when the trainable
         # variables change.
-        key = tuple(id(v) for v in self.trainable_variables)
-        cached = getattr(self, "_gradient_groups_cache", None)
+        key = self._trainable_key()
+        cached = self.__dict__.get("_gradient_groups_cache")
         if cached is None or cached[0] != key:
-            groups = self._gradient_group_indices()
-            # Tuples: Keras would track a list attribute as model state.
-            cached = (key, groups and tuple(tuple(g) for g in groups))
-            self._gradient_groups_cache = cached
+            cached = (key, self._gradient_group_indices())
+            # In `__dict__`: not model state for Keras to track.
+            self.__dict__["_gradient_groups_cache"] = cached
         groups = cached[1]
         if groups is None:
             return None, None

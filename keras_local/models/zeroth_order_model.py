@@ -297,9 +297,6 @@ class ZerothOrderModel(LocalModel):
         self.__dict__["_resolved_for"] = self._trainable_key()
         self.__dict__.pop("_graph_cache", None)  # it checks `_zo_idx`
 
-    def _trainable_key(self):
-        return tuple(id(v) for v in self.trainable_variables)
-
     def _check_resolved(self):
         # The positions above index `trainable_variables`: a layer frozen
         # or unfrozen since (then `compile` again, as Keras asks) moves them.
