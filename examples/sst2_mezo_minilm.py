@@ -55,15 +55,24 @@ def loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def freeze_all_but_norms_and_biases(net):
-    """ZO on the LayerNorm scales/offsets, the biases and the head only
-    (BitFit-style subset): the fewer the perturbed parameters, the lower
-    the variance of each ZO estimate. Returns the frozen variables."""
+SUBSETS = {
+    "all": None,
+    "norms_biases": ("bias", "gamma", "beta"),  # BitFit-style
+    "norms": ("gamma", "beta"),  # LayerNorm scales and offsets only
+}
+
+
+def freeze_outside(net, subset):
+    """Train only the `subset` of `net` (a key of `SUBSETS`) and the head:
+    the fewer the perturbed parameters, the lower the variance of each ZO
+    estimate. Returns the frozen variables."""
+    kept = SUBSETS[subset]
+    if kept is None:
+        return []
     frozen = []
     for variable in net.trainable_weights:
         name = variable.path
-        keep = name.startswith("head/") or name.split("/")[-1] in ("bias", "gamma", "beta")
-        if not keep:
+        if not (name.startswith("head/") or name.split("/")[-1] in kept):
             variable.trainable = False
             frozen.append(variable)
     return frozen
@@ -84,13 +93,11 @@ def build(rule, net, args):
     """`(model, frozen)`: `net` compiled (or wrapped and compiled) for
     `rule`, and the variables frozen for it (to unfreeze afterwards)."""
     if rule in ("sgd", "adam"):
-        frozen = freeze_all_but_norms_and_biases(net) if args.fo_params == "norms_biases" else []
+        frozen = freeze_outside(net, args.fo_params)
         lr = args.fo_sgd_lr if rule == "sgd" else args.fo_adam_lr
         net.compile(optimizer=optimizer(rule, lr, args), loss=loss(), metrics=["accuracy"])
         return net, frozen
-    frozen = []
-    if args.zo_params == "norms_biases":
-        frozen = freeze_all_but_norms_and_biases(net)
+    frozen = freeze_outside(net, args.zo_params)
     kwargs = {"epsilon": args.epsilon, "num_queries": args.num_queries,
               "seed": args.seed, "sparsity": args.zo_sparsity,
               "sparsity_mode": args.zo_sparsity_mode}
@@ -378,13 +385,14 @@ def parse(argv=None):
                         help="the zeroth-order rules query the loss in inference mode "
                         "(dropout off), as the MeZO reference does")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fo-params", choices=["all", "norms_biases"], default="all",
+    parser.add_argument("--fo-params", choices=sorted(SUBSETS), default="all",
                         help="what the first-order rules (sgd, adam) train: every trainable "
-                             "weight, or the zeroth-order rules' BitFit subset (to separate "
+                             "weight, or one of the zeroth-order rules' subsets (to separate "
                              "the subset's limit from the estimator's)")
-    parser.add_argument("--zo-params", choices=["all", "norms_biases"], default="all",
-                        help="what the zeroth-order rules perturb: every trainable weight, or "
-                        "only LayerNorm scales/offsets, biases and the head")
+    parser.add_argument("--zo-params", choices=sorted(SUBSETS), default="all",
+                        help="what the zeroth-order rules perturb: every trainable weight, "
+                        "LayerNorm scales/offsets and biases (norms_biases), or LayerNorm "
+                        "scales/offsets only (norms); the head always")
     parser.add_argument("--zo-sparsity", type=float, default=0.0,
                         help="the SPSA rules leave this fraction of each weight "
                         "unperturbed (ZO-Bench gradient sparsity)")

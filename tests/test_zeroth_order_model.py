@@ -1065,8 +1065,23 @@ def test_minilm_example_runs_in_shrink_mode(monkeypatch):
     # Weight averaging: the averages are evaluated, the last iterate beside them.
     results = module["run"](module["parse"](
         ["--rules", "zo_adam", "--ema-momentum", "0.5", "--zo-sparsity", "0.75",
-         "--zo-sparsity-mode", "magnitude"]
+         "--zo-sparsity-mode", "magnitude", "--zo-params", "norms"]
     ))
     accuracy = results["zo_adam"]["accuracy"]
     assert set(accuracy) == {"validation", "dev", "last_iterate"}
     assert set(accuracy["last_iterate"]) == {"validation", "dev"}
+    # The parameter subsets: what stays trainable besides the head.
+    backbone, _ = module["load_minilm"](None, tokenizer=False)
+    _, top = module["split_minilm_classifier"](backbone, 16, 1)
+    every = {v.path for v in top.trainable_weights}
+    for subset, leaves in (("norms", {"gamma", "beta"}),
+                           ("norms_biases", {"gamma", "beta", "bias"})):
+        frozen = module["freeze_outside"](top, subset)
+        kept = {v.path for v in top.trainable_weights}
+        assert {p for p in kept if not p.startswith("head/")} == {
+            p for p in every if p.split("/")[-1] in leaves and not p.startswith("head/")}
+        assert {p for p in every if p.startswith("head/")} <= kept
+        assert {v.path for v in frozen} == every - kept
+        for variable in frozen:
+            variable.trainable = True
+    assert module["freeze_outside"](top, "all") == []
