@@ -28,6 +28,13 @@ Usage:
     kl jax python examples/sst2_mezo_minilm.py --top-layers 1 --steps 2000 \\
         --validation-size 800 --split validation --hidden-cache /tmp/h.npz
     KERAS_LOCAL_SHRINK=1 kl jax python examples/sst2_mezo_minilm.py
+
+The whole-classifier ZO-Adam run that beat the probe by 2.3 points on dev
+(ZO on the LayerNorm parameters and the head; about 1.5 hours on one CPU
+core; benchmarks/results_zeroth_order.md):
+    kl jax python examples/sst2_mezo_minilm.py --top-layers 0 --validation-size 800 \\
+        --probe-epochs 20 --probe-lr 1e-4 --steps 12000 --eval-every 2000 \\
+        --zo-params norms --rules linear_probe,zo_adam --zo-adam-lr 3e-4
 """
 
 import argparse
