@@ -264,6 +264,8 @@ def test_jax_host_call_warns_on_a_single_core(monkeypatch):
         np.testing.assert_allclose(ops.convert_to_numpy(out), np.tanh(np.ones((2, 3))), rtol=1e-6)
 
     monkeypatch.setattr(jax_host_call, "_warned_single_core", False)
+    monkeypatch.setattr(jax_host_call, "_callback_thread_reserved", False)
+    monkeypatch.delenv("NPROC", raising=False)
     monkeypatch.setattr(jax_host_call.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -274,3 +276,48 @@ def test_jax_host_call_warns_on_a_single_core(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         call()  # once per process
+
+
+_ONE_CORE_SCRIPT = """
+import os, sys, warnings
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+os.environ.pop("NPROC", None)
+start_jax_first = sys.argv[1] == "jax-first"
+import numpy as np
+import jax
+if start_jax_first:
+    jax.devices()
+import keras_local
+from keras_local.backend.jax import host_call as h
+print("reserved", h._callback_thread_reserved, "NPROC" in os.environ)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    f = jax.jit(lambda x: h.host_call(np.tanh, [x], ((2, 3), "float32")) + 1.0)
+    out = np.asarray(f(np.ones((2, 3), "float32")))
+np.testing.assert_allclose(out, np.tanh(np.ones((2, 3))) + 1.0, rtol=1e-6)
+print("warned", any("1 CPU core" in str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX's host callback (jax.pure_callback) can hang on one core")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+@pytest.mark.parametrize("order", ["keras-local-first", "jax-first"])
+def test_jax_starts_with_two_callback_threads_on_one_core(order):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"}
+    env["KERAS_BACKEND"] = "jax"
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_CORE_SCRIPT, order],
+        env=env, capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("reserved", "warned"))]
+    if order == "keras-local-first":
+        # Reserved before JAX started, the variable removed again, no warning.
+        assert lines == ["reserved True False", "warned False"], done.stdout
+    else:
+        # JAX started with one worker thread: too late, so the call warns.
+        assert lines == ["reserved False False", "warned True"], done.stdout

@@ -39,6 +39,13 @@ exported here:
 
 import keras
 
+if keras.backend.backend() == "jax":
+    # Before anything below starts JAX's CPU client (common.py creates a
+    # variable): on a one-core process it must start with two threads.
+    from keras_local.backend.jax.host_call import reserve_callback_thread
+
+    reserve_callback_thread()
+
 from keras_local.backend.common import eager_direction
 from keras_local.backend.common import global_random_state
 from keras_local.backend.common import random_normal

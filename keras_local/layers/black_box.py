@@ -20,9 +20,10 @@ class BlackBox(keras.layers.Layer):
     `tf.function` graphs but not under XLA `jit_compile=True`; PyTorch: a
     direct call on NumPy copies). The callable may be noisy and may drift
     between calls; its output shape may not change: a call whose output
-    shape differs from the first one raises `ValueError`. On JAX, give the
-    process two or more CPU cores: on one, `jax.pure_callback` can hang
-    (a `RuntimeWarning` says so).
+    shape differs from the first one raises `ValueError`. On JAX in a
+    one-core process, import keras_local before anything runs on JAX: it
+    then starts JAX with the two CPU worker threads `jax.pure_callback`
+    needs not to hang (if JAX started first, a `RuntimeWarning` says so).
 
     Args:
         function: callable of one batch `(batch, ...) -> (batch, ...)`:
