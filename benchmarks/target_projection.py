@@ -3,6 +3,8 @@ DRTP, tpSGD, FA and DFA against backprop on the same network and epochs.
 
     kl jax python benchmarks/target_projection.py memory
     kl jax python benchmarks/target_projection.py mnist --epochs 10
+    kl jax python benchmarks/target_projection.py mnist --validation 10000 \
+        --standardize --width 2000 --rules drtp
     kl jax python benchmarks/target_projection.py cifar10 --train 10000
     kl jax python benchmarks/target_projection.py rows --cell gru
 
@@ -56,10 +58,11 @@ def memory(args):
 # Networks: a function returning fresh blocks (the last is the output).
 # ---------------------------------------------------------------------- #
 def mlp_blocks(args):
-    return [
-        keras.layers.Dense(args.width, activation=args.activation)
-        for _ in range(args.blocks)
-    ] + [keras.layers.Dense(10)]
+    widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
+    blocks = [keras.layers.Dense(w, activation=args.activation) for w in widths]
+    # Diagnostic: the first block stays at its random initialisation.
+    blocks[0].trainable = not args.freeze_first
+    return blocks + [keras.layers.Dense(10)]
 
 
 def cnn_blocks(args):
@@ -119,7 +122,8 @@ def build(rule, blocks, input_shape, args):
 
 def compare(args, make_blocks, data, input_shape):
     (x, y), (xt, yt) = data
-    print(f"backend={keras.backend.backend()} train={len(x)} test={len(xt)} "
+    held_out = "validation" if getattr(args, "validation", 0) else "test"
+    print(f"backend={keras.backend.backend()} train={len(x)} {held_out}={len(xt)} "
           f"epochs={args.epochs} batch={args.batch} lr={args.lr}")
     base = None
     for rule in args.rules.split(","):
@@ -128,7 +132,7 @@ def compare(args, make_blocks, data, input_shape):
         start = time.time()
         progress = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs, rule=rule: print(
-                f"  {rule} epoch {epoch + 1}: test accuracy "
+                f"  {rule} epoch {epoch + 1}: {held_out} accuracy "
                 f"{100 * logs['val_accuracy']:.2f}% "
                 f"({time.time() - start:.0f} s)", flush=True,
             )
@@ -142,7 +146,7 @@ def compare(args, make_blocks, data, input_shape):
         accuracy = history["val_accuracy"][-1]
         base = accuracy if rule == "backprop" else base
         gap = "" if base is None else f" ({100 * (accuracy - base):+.2f} pts)"
-        print(f"{rule:>9}: test accuracy {100 * accuracy:.2f}%{gap}, "
+        print(f"{rule:>9}: {held_out} accuracy {100 * accuracy:.2f}%{gap}, "
               f"{seconds:.1f} s/epoch; per epoch: {curve}", flush=True)
         keras.backend.clear_session()
 
@@ -158,9 +162,25 @@ def load_mnist_scaled(train):
 
 def mnist(args):
     (x, y), (xt, yt) = load_mnist_scaled(args.train)
-    data = ((x.reshape(len(x), -1), y), (xt.reshape(len(xt), -1), yt))
-    print(f"MLP 784-{'-'.join([str(args.width)] * args.blocks)}-10, "
-          f"{args.activation}")
+    x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
+    if args.validation:
+        # The last images of the training set; the test set is not read.
+        if not 0 < args.validation < len(x):
+            raise ValueError(
+                f"--validation must be between 1 and the training size - 1. "
+                f"Received: {args.validation} with --train {len(x)}."
+            )
+        x, y, xt, yt = (x[:-args.validation], y[:-args.validation],
+                        x[-args.validation:], y[-args.validation:])
+    if args.standardize:
+        # One mean and one deviation over the training pixels.
+        mean, std = x.mean(), x.std()
+        x, xt = (x - mean) / std, (xt - mean) / std
+    data = ((x, y), (xt, yt))
+    widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
+    print(f"MLP 784-{'-'.join(map(str, widths))}-10, {args.activation}"
+          f"{', first block frozen' if args.freeze_first else ''}"
+          f"{', standardised inputs' if args.standardize else ''}")
     compare(args, mlp_blocks, data, (784,))
 
 
@@ -207,6 +227,14 @@ def main():
 
     a = accuracy_parser("mnist", 500, 10, "tanh", ",".join(RULES), 60000)
     a.add_argument("--blocks", type=int, default=2)
+    a.add_argument("--first-width", type=int, default=0,
+                   help="width of the first hidden block (default: --width)")
+    a.add_argument("--freeze-first", action="store_true",
+                   help="diagnostic: keep the first block at its random init")
+    a.add_argument("--validation", type=int, default=0,
+                   help="evaluate on the last N training images, not the test set")
+    a.add_argument("--standardize", action="store_true",
+                   help="subtract the training pixels' mean, divide by their std")
     c = accuracy_parser("cifar10", 256, 5, "tanh", "backprop,tpsgd,drtp", 50000)
     c.add_argument("--test", type=int, default=10000)
     c.add_argument("--conv-targets", default="feature_map")
