@@ -60,14 +60,27 @@ def memory(args):
 def mlp_blocks(args):
     widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
     blocks = [keras.layers.Dense(w, activation=args.activation) for w in widths]
-    # Diagnostic: the first block stays at its random initialisation.
-    blocks[0].trainable = not args.freeze_first
-    return blocks + [keras.layers.Dense(10)]
+    return freeze_leading(blocks + [keras.layers.Dense(10)], args)
+
+
+def freeze_leading(blocks, args):
+    """Diagnostic: the first `--frozen-blocks` weighted blocks stay at their
+    random initialisation (random features) for every rule."""
+    weighted = [b for b in blocks if not isinstance(
+        b, (keras.layers.MaxPooling2D, keras.layers.Flatten))]
+    if not 0 <= args.frozen_blocks < len(weighted):
+        raise ValueError(
+            f"--frozen-blocks must leave the output block trainable. "
+            f"Received: {args.frozen_blocks} of {len(weighted)} weighted blocks."
+        )
+    for block in weighted[:args.frozen_blocks]:
+        block.trainable = False
+    return blocks
 
 
 def cnn_blocks(args):
     act = args.activation
-    return [
+    return freeze_leading([
         keras.layers.Conv2D(32, 3, padding="same", activation=act),
         keras.layers.MaxPooling2D(),
         keras.layers.Conv2D(64, 3, padding="same", activation=act),
@@ -75,13 +88,27 @@ def cnn_blocks(args):
         keras.layers.Flatten(),
         keras.layers.Dense(args.width, activation=act),
         keras.layers.Dense(10),
-    ]
+    ], args)
 
 
 def rnn_blocks(args):
     cell = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
             "lstm": keras.layers.LSTM}[args.cell]
-    return [cell(args.width), keras.layers.Dense(10)]
+    return freeze_leading([cell(args.width), keras.layers.Dense(10)], args)
+
+
+def hold_out(x, y, xt, yt, args):
+    """With `--validation N`, the last N training examples replace the test
+    set, which is then not read."""
+    if not args.validation:
+        return x, y, xt, yt
+    if not 0 < args.validation < len(x):
+        raise ValueError(
+            f"--validation must be between 1 and the training size - 1. "
+            f"Received: {args.validation} with --train {len(x)}."
+        )
+    n = args.validation
+    return x[:-n], y[:-n], x[-n:], y[-n:]
 
 
 def build(rule, blocks, input_shape, args):
@@ -163,15 +190,7 @@ def load_mnist_scaled(train):
 def mnist(args):
     (x, y), (xt, yt) = load_mnist_scaled(args.train)
     x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
-    if args.validation:
-        # The last images of the training set; the test set is not read.
-        if not 0 < args.validation < len(x):
-            raise ValueError(
-                f"--validation must be between 1 and the training size - 1. "
-                f"Received: {args.validation} with --train {len(x)}."
-            )
-        x, y, xt, yt = (x[:-args.validation], y[:-args.validation],
-                        x[-args.validation:], y[-args.validation:])
+    x, y, xt, yt = hold_out(x, y, xt, yt, args)
     if args.standardize:
         # One mean and one deviation over the training pixels.
         mean, std = x.mean(), x.std()
@@ -179,13 +198,15 @@ def mnist(args):
     data = ((x, y), (xt, yt))
     widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
     print(f"MLP 784-{'-'.join(map(str, widths))}-10, {args.activation}"
-          f"{', first block frozen' if args.freeze_first else ''}"
+          f"{f', {args.frozen_blocks} frozen block(s)' if args.frozen_blocks else ''}"
           f"{', standardised inputs' if args.standardize else ''}")
     compare(args, mlp_blocks, data, (784,))
 
 
 def rows(args):
-    data = load_mnist_scaled(args.train)
+    (x, y), (xt, yt) = load_mnist_scaled(args.train)
+    x, y, xt, yt = hold_out(x, y, xt, yt, args)
+    data = ((x, y), (xt, yt))
     print(f"row-by-row MNIST: {args.cell}({args.width}) -> Dense(10)")
     compare(args, rnn_blocks, data, (28, 28))
 
@@ -198,6 +219,7 @@ def cifar10(args):
     std = np.array([63.0, 62.1, 66.7], "float32")
     x = (x.astype("float32") - mean) / std
     xt = (xt.astype("float32") - mean) / std
+    x, y, xt, yt = hold_out(x, y, xt, yt, args)
     print(f"CNN conv32-pool-conv64-pool-{args.width}-10, {args.activation}, "
           f"conv targets: {args.conv_targets}, grid {args.conv_target_grid}")
     data = ((x, y.astype("int32")), (xt, yt.astype("int32")))
@@ -223,16 +245,16 @@ def main():
         a.add_argument("--activation", default=activation)
         a.add_argument("--local-loss", default="mse")
         a.add_argument("--rules", default=rules)
+        a.add_argument("--validation", type=int, default=0,
+                       help="evaluate on the last N training examples, not the test set")
+        a.add_argument("--frozen-blocks", type=int, default=0,
+                       help="diagnostic: the first N weighted blocks keep their random init")
         return a
 
     a = accuracy_parser("mnist", 500, 10, "tanh", ",".join(RULES), 60000)
     a.add_argument("--blocks", type=int, default=2)
     a.add_argument("--first-width", type=int, default=0,
                    help="width of the first hidden block (default: --width)")
-    a.add_argument("--freeze-first", action="store_true",
-                   help="diagnostic: keep the first block at its random init")
-    a.add_argument("--validation", type=int, default=0,
-                   help="evaluate on the last N training images, not the test set")
     a.add_argument("--standardize", action="store_true",
                    help="subtract the training pixels' mean, divide by their std")
     c = accuracy_parser("cifar10", 256, 5, "tanh", "backprop,tpsgd,drtp", 50000)

@@ -39,9 +39,9 @@ def reserve_callback_thread():
     device, and that copy runs on the CPU client's worker threads. XLA
     sizes that pool from the process's CPU affinity, so on one core its
     single worker is busy running the step that waits for the callback,
-    and the copy never happens: the step hangs for good. XLA reads the
-    pool size from the `NPROC` environment variable when it is set, so it
-    is set to 2 for as long as the client takes to start, then removed.
+    and the step can hang for good with the callback waiting for the copy.
+    XLA takes the pool size from the `NPROC` environment variable when it
+    is set, so it is set to 2 while the client starts, then removed.
     Measured with JAX 0.10 on one core, the physical-network guide's
     shrunk fit (11-15 s): without this, 8 of 16 runs hung (stopped at 60
     s); with it, 0 of 32.
