@@ -83,3 +83,36 @@ def test_missing_file_error_lists_what_was_tried(tmp_path, monkeypatch):
     assert str(tmp_path / "trec6.npz") in message
     assert str(tmp_path / "nowhere" / "trec6.npz") in message
     assert "keras_home" in message and "download" in message
+
+
+def test_stratified_split_shares_and_bad_fractions():
+    y = np.repeat(np.arange(3), 20)
+    y[:2] = -1  # unlabeled nodes are never placed
+    train, val, test = datasets.stratified_split(y, (0.5, 0.25, 0.25), seed=1)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    placed = np.concatenate([train, val, test])
+    assert len(placed) == 58 and np.all(y[placed] >= 0)
+    for label in range(3):
+        n = np.sum(y == label)
+        assert np.sum(y[train] == label) == round(0.5 * n)
+        assert np.sum(y[val] == label) == round(0.25 * n)
+    # Shares below 1 leave the rest of each class unused.
+    train, val, test = datasets.stratified_split(y, (0.1, 0.1, 0.2))
+    assert [len(train), len(val), len(test)] == [2 + 2 + 2, 2 + 2 + 2, 4 + 4 + 4]
+    for bad in [(0.6, 0.3, 0.3), (0.5, 0.5), (-0.1, 0.6, 0.5), "abc"]:
+        with pytest.raises(ValueError, match="Received"):
+            datasets.stratified_split(y, bad)
+
+
+def test_link_split_rejects_bad_fractions_and_too_dense_graphs():
+    ring = np.array([[0, 1, 2, 3], [1, 2, 3, 0]])
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        datasets.link_split(ring, 4, val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match="Received: val_fraction=-0.1"):
+        datasets.link_split(ring, 4, val_fraction=-0.1)
+    # Complete graph on 4 nodes: no non-edge to use as a negative.
+    complete = np.array([[a, b] for a in range(4) for b in range(a + 1, 4)]).T
+    with pytest.raises(ValueError, match="too dense"):
+        datasets.link_split(complete, 4, val_fraction=0.2, test_fraction=0.2)
+    split = datasets.link_split(ring, 4, val_fraction=0.25, test_fraction=0.25)
+    assert split["val"][0].shape == (2, 2) and split["test"][1].tolist() == [1.0, 0.0]

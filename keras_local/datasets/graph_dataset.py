@@ -14,6 +14,17 @@ class GraphDataset:
             no self loops.
         train_index, val_index, test_index: int64 node indices.
         num_classes: int.
+
+    Unpacks as `x, y, edge_index, (train, val, test) = dataset`; the
+    loaders in `keras_local.datasets` return it.
+
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_cora()
+    x, y, edge_index, (train, val, test) = graph
+    print(graph)  # GraphDataset(nodes=2708, features=1433, ...)
+    ```
     """
 
     def __init__(self, x, y, edge_index, train_index, val_index, test_index, num_classes):

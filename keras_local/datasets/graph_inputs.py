@@ -264,10 +264,28 @@ def from_graph_tensor(
 
 
 def dataset_batches(dataset):
-    """`{"train": (x, y, w), "val": ..., "test": ...}` for a
-    `keras_local.datasets.GraphDataset`: one full-graph batch per split,
-    with the training labels visible (`known_labels`) in every split and,
-    in "val" and "test", that split's nodes as the `query_mask`."""
+    """One full-graph batch per split of a `GraphDataset`.
+
+    Every split's batch holds the whole graph; its `sample_weight` selects
+    that split's nodes. The training labels are visible (`known_labels`)
+    in every split, and in "val" and "test" that split's nodes are the
+    `query_mask` (the nodes whose labels a label-appending rule must not
+    see).
+
+    Args:
+        dataset: a `keras_local.datasets.GraphDataset`.
+
+    Returns:
+        `{"train": (x, y, sample_weight), "val": ..., "test": ...}`, each
+        as `graph_batch` returns it.
+
+    Example:
+
+    ```python
+    batches = keras_local.datasets.dataset_batches(keras_local.datasets.load_cora())
+    model.fit(*batches["train"], validation_data=batches["val"], epochs=100)
+    ```
+    """
     x_np = np.asarray(dataset.x.todense() if hasattr(dataset.x, "todense") else dataset.x)
     out = {}
     for name, index in (("train", dataset.train_index), ("val", dataset.val_index),
@@ -289,12 +307,39 @@ def link_split(edge_index, num_nodes, val_fraction=0.05, test_fraction=0.1, seed
     many negative pairs as positive ones, drawn uniformly among the node
     pairs that are not edges.
 
+    Args:
+        edge_index: int `(2, num_edges)`, either or both directions of each
+            edge.
+        num_nodes: int, the number of nodes.
+        val_fraction, test_fraction: shares of the undirected pairs held
+            out for validation and test, each in [0, 1), summing to less
+            than 1.
+        seed: int, the seed of the split and of the negative pairs.
+
     Returns:
         A dict with `"edge_index"` (2, 2 * train pairs) and, for `"train"`,
         `"val"`, `"test"`, `(edge_label_index (2, P), edge_label (P,))`;
         the train split holds positives only (the model samples its
         negatives).
+
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_cora()
+    split = keras_local.datasets.link_split(graph.edge_index, graph.num_nodes)
+    x, y = keras_local.datasets.link_batch(graph.x, split["edge_index"], *split["val"])
+    ```
     """
+    if not (
+        0 <= val_fraction < 1 and 0 <= test_fraction < 1
+        and val_fraction + test_fraction < 1
+    ):
+        raise ValueError(
+            "`val_fraction` and `test_fraction` must each be in [0, 1) and "
+            "sum to less than 1, so some edges are left for training. "
+            f"Received: val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}."
+        )
     edge_index = np.asarray(edge_index)
     check_edge_index(edge_index, num_nodes)
     low = np.minimum(edge_index[0], edge_index[1]).astype("int64")
@@ -307,6 +352,14 @@ def link_split(edge_index, num_nodes, val_fraction=0.05, test_fraction=0.1, seed
     n_test = int(round(test_fraction * len(pairs)))
     val, test, train = pairs[:n_val], pairs[n_val:n_val + n_test], pairs[n_val + n_test:]
     existing = set(pairs.tolist())
+    non_edges = num_nodes * (num_nodes - 1) // 2 - len(pairs)
+    if non_edges < n_val + n_test:
+        raise ValueError(
+            "The graph is too dense to draw as many negative (non-edge) "
+            "pairs as held-out edges. Received: "
+            f"{non_edges} node pairs that are not edges for "
+            f"{n_val + n_test} held-out edges. Hold out fewer edges."
+        )
 
     def negatives(count):
         out = []
@@ -338,8 +391,26 @@ def link_split(edge_index, num_nodes, val_fraction=0.05, test_fraction=0.1, seed
 
 
 def link_batch(node_features, edge_index, edge_label_index, edge_label=None):
-    """`(x, y)` for link prediction: the message-passing graph and the
-    candidate edges `edge_label_index` (2, P) with labels `(1, P)`."""
+    """`(x, y)` for link prediction, with a batch axis of 1.
+
+    Args:
+        node_features: float `(num_nodes, num_features)`.
+        edge_index: int `(2, num_edges)`, the message-passing graph.
+        edge_label_index: int `(2, P)`, the candidate node pairs to score.
+        edge_label: optional `(P,)` 0/1 labels of the candidates.
+
+    Returns:
+        `(x, y)`: `x` the dict `graph_batch` builds plus the candidates
+        under `"edge_label_index"`; `y` the labels as float32 `(1, P)`, or
+        `None` without `edge_label`.
+
+    Example:
+
+    ```python
+    split = keras_local.datasets.link_split(edge_index, num_nodes)
+    x, y = keras_local.datasets.link_batch(features, split["edge_index"], *split["test"])
+    ```
+    """
     x, _, _ = graph_batch(node_features, edge_index)
     num_nodes = x[NODE_FEATURES].shape[1]
     check_edge_index(edge_label_index, num_nodes, name="edge_label_index")

@@ -78,9 +78,29 @@ def load_cifar10(path=None, max_train=None, max_test=None, seed=0):
 
 
 def load_digits(path=None):
-    """scikit-learn's 8x8 digits as uint8 images `(N, 8, 8)` scaled to
-    0-255, split 1437 train / 360 test (seeded). Needs scikit-learn (it
-    ships the data, no download)."""
+    """scikit-learn's 8x8 digits, split 1437 train / 360 test (seeded).
+
+    The offline stand-in for MNIST: scikit-learn ships the data, so nothing
+    is read from disk or downloaded.
+
+    Args:
+        path: ignored; accepted so every image loader has the same
+            signature.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: uint8 images `(N, 8, 8)`
+        scaled to 0-255 and uint8 labels `(N,)`.
+
+    Example:
+
+    ```python
+    (x, y), (x_test, y_test) = keras_local.datasets.load_digits()
+    ```
+
+    References:
+        Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI
+        Machine Learning Repository, 1998.
+    """
     from sklearn.datasets import load_digits as sklearn_digits
 
     data = sklearn_digits()
