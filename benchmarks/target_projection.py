@@ -133,6 +133,7 @@ def build(rule, blocks, input_shape, args):
             + [
                 FeedbackAlignment(b, seed=i)
                 if isinstance(b, (keras.layers.Dense, keras.layers.Conv2D))
+                and b.trainable  # a frozen block (--frozen-blocks) needs none
                 else b
                 for i, b in enumerate(blocks)
             ]
