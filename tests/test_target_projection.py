@@ -237,6 +237,10 @@ def test_feedback_alignment_trains_and_saves(rng, tmp_path):
     norm = FeedbackAlignment(keras.layers.BatchNormalization())
     with pytest.raises(ValueError, match="include a `kernel`"):
         norm.build((None, 4))
+    frozen = keras.layers.Dense(3)
+    frozen.trainable = False
+    with pytest.raises(ValueError, match="with `trainable=False`. Leave a frozen"):
+        FeedbackAlignment(frozen).build((None, 4))
 
 
 def _conv_valid(x, k):

@@ -91,6 +91,12 @@ class FeedbackAlignment(keras.layers.Wrapper):
     def build(self, input_shape):
         if not self.layer.built:
             self.layer.build(input_shape)
+        if not self.layer.trainable:
+            raise ValueError(
+                "FeedbackAlignment wraps a trainable layer. Received: "
+                f"{self.layer.name} with `trainable=False`. Leave a frozen "
+                "layer unwrapped, or unfreeze it before wrapping."
+            )
         kernel = getattr(self.layer, "kernel", None)
         positions = [
             k for k, v in enumerate(self.layer.trainable_variables)
