@@ -1,6 +1,7 @@
 """Offline-first dataset loaders on the shared real data."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -100,7 +101,7 @@ def test_stratified_split_shares_and_bad_fractions():
     train, val, test = datasets.stratified_split(y, (0.1, 0.1, 0.2))
     assert [len(train), len(val), len(test)] == [2 + 2 + 2, 2 + 2 + 2, 4 + 4 + 4]
     for bad in [(0.6, 0.3, 0.3), (0.5, 0.5), (-0.1, 0.6, 0.5), "abc"]:
-        with pytest.raises(ValueError, match="Received"):
+        with pytest.raises(ValueError, match=f"Received: {re.escape(repr(bad))}"):
             datasets.stratified_split(y, bad)
 
 

@@ -28,6 +28,7 @@ def stratified_split(y, fractions=(0.6, 0.2, 0.2), seed=0):
     train, val, test = keras_local.datasets.stratified_split(y, (0.5, 0.25, 0.25))
     ```
     """
+    received = fractions
     try:
         fractions = tuple(float(f) for f in fractions)
     except (TypeError, ValueError):
@@ -41,7 +42,7 @@ def stratified_split(y, fractions=(0.6, 0.2, 0.2), seed=0):
         raise ValueError(
             "`split` (or `fractions`) must be three shares (train, "
             "validation, test), each in [0, 1], summing to at most 1. "
-            f"Received: {fractions!r}."
+            f"Received: {received!r}."
         )
     whole = abs(sum(fractions) - 1) <= 1e-9
     rng = np.random.default_rng(seed)
