@@ -57,9 +57,14 @@ def memory(args):
 # ---------------------------------------------------------------------- #
 # Networks: a function returning fresh blocks (the last is the output).
 # ---------------------------------------------------------------------- #
+def mlp_widths(args):
+    """The hidden widths: `--first-width` (or `--width`), then `--width`."""
+    return [args.first_width or args.width] + [args.width] * (args.blocks - 1)
+
+
 def mlp_blocks(args):
-    widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
-    blocks = [keras.layers.Dense(w, activation=args.activation) for w in widths]
+    blocks = [keras.layers.Dense(w, activation=args.activation)
+              for w in mlp_widths(args)]
     return freeze_leading(blocks + [keras.layers.Dense(10)], args)
 
 
@@ -197,8 +202,7 @@ def mnist(args):
         mean, std = x.mean(), x.std()
         x, xt = (x - mean) / std, (xt - mean) / std
     data = ((x, y), (xt, yt))
-    widths = [args.first_width or args.width] + [args.width] * (args.blocks - 1)
-    print(f"MLP 784-{'-'.join(map(str, widths))}-10, {args.activation}"
+    print(f"MLP 784-{'-'.join(map(str, mlp_widths(args)))}-10, {args.activation}"
           f"{f', {args.frozen_blocks} frozen block(s)' if args.frozen_blocks else ''}"
           f"{', standardised inputs' if args.standardize else ''}")
     compare(args, mlp_blocks, data, (784,))
