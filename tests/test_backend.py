@@ -203,3 +203,57 @@ def test_loss_scale_optimizer_gets_gradients_it_can_unscale(rule):
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     size = lambda deltas: np.sqrt(sum(float(np.sum(d.astype("float64") ** 2)) for d in deltas))
     assert size(mixed) == pytest.approx(size(bare), rel=0.05)
+
+
+_IMPORT_SCRIPT = """
+import os
+import keras
+
+created = []
+init = keras.Variable.__init__
+
+
+def counting_init(self, *args, **kwargs):
+    created.append(kwargs.get("name"))
+    init(self, *args, **kwargs)
+
+
+keras.Variable.__init__ = counting_init
+import keras_local  # noqa: E402
+
+print("variables", created)
+if keras.backend.backend() == "jax":
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+    import jax
+
+    print("devices", len(jax.devices()))
+elif keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 3
+    )
+    print("devices", len(tf.config.list_logical_devices("CPU")))
+"""
+
+
+def test_import_creates_nothing_on_a_device():
+    # A user configures the backend's devices after `import keras_local`
+    # (XLA_FLAGS, tf.config); that fails once something has run on one.
+    import os
+    import subprocess
+    import sys
+
+    # NPROC set: the one-core reservation (which starts JAX on purpose,
+    # tests/test_physical.py) stays out of the way on any machine.
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, NPROC="2")
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_SCRIPT], env=env, capture_output=True,
+        text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [l for l in done.stdout.splitlines() if l.startswith(("variables", "devices"))]
+    expected = ["variables []"] + ([] if BACKEND == "torch" else ["devices 3"])
+    assert lines == expected, done.stdout

@@ -40,8 +40,8 @@ exported here:
 import keras
 
 if keras.backend.backend() == "jax":
-    # Before anything below starts JAX's CPU client (common.py creates a
-    # variable): on a one-core process it must start with two threads.
+    # On a one-core process JAX's CPU client must start with two threads,
+    # so it is started here; otherwise importing keras_local starts nothing.
     from keras_local.backend.jax.host_call import reserve_callback_thread
 
     reserve_callback_thread()

@@ -2,15 +2,28 @@
 
 import keras
 
-# One generator object whose state is never used directly: every draw maps
-# its state to the given seed inside a `StatelessScope`, which is how a
-# tensor seed reaches the TF and torch generators (only JAX accepts one).
-# Created at import: a variable cannot be created inside a traced step.
-_GENERATOR = keras.random.SeedGenerator(0, name="keras_local_draws")
+# The dtype each backend's `keras.random` expects of a seed (Keras's
+# `random_seed_dtype()`, which is not public).
+_SEED_DTYPES = {"jax": "uint32", "tensorflow": "int64", "torch": "int32"}
 
 
-def _generator():
-    return _GENERATOR
+class _SeedTensor(keras.random.SeedGenerator):
+    """A seed tensor in the form `keras.random` takes on every backend.
+
+    `keras.random` accepts an int or a `SeedGenerator` (a tensor only on
+    JAX). This generator hands out the given tensor and holds no state
+    variable, so it can be made inside a traced step, and importing
+    keras_local creates nothing on a device (a user can still configure the
+    backend's devices after `import keras_local`).
+    """
+
+    def __init__(self, seed):
+        # No `super().__init__()`: that would create the state variable.
+        self.name = "keras_local_seed"
+        self._seed = seed
+
+    def next(self, ordered=True):
+        return self._seed
 
 
 def seed_from_int(seed):
@@ -19,16 +32,14 @@ def seed_from_int(seed):
 
 
 def _draw(sampler, shape, seed, dtype):
-    gen = _generator()
-    seed = keras.ops.cast(seed, gen.state.dtype)
-    if tuple(seed.shape) != tuple(gen.state.shape):
+    seed = keras.ops.cast(seed, _SEED_DTYPES[keras.backend.backend()])
+    if tuple(seed.shape) != (2,):
         raise ValueError(
-            f"A seed tensor must have shape {tuple(gen.state.shape)}. "
+            "A seed tensor must have shape (2,). "
             f"Received: seed with shape {tuple(seed.shape)}. Build one with "
             "`keras_local.backend.seed_from_int(i)`."
         )
-    with keras.StatelessScope(state_mapping=[(gen.state, seed)]):
-        return sampler(shape, dtype=dtype, seed=gen)
+    return sampler(shape, dtype=dtype, seed=_SeedTensor(seed))
 
 
 def random_normal(shape, seed, dtype="float32"):
