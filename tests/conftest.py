@@ -2,6 +2,9 @@
 the whole process (see the Makefile / .ci/run)."""
 
 import os
+import subprocess
+import sys
+import warnings
 
 # JAX 0.10 on CPU spends 2-7 s compiling the random-number program of each
 # new weight shape with partitionable threefry (its default); the classic
@@ -21,6 +24,7 @@ import pytest  # noqa: E402
 from keras_local.datasets import data_path  # noqa: E402
 
 BACKEND = keras.backend.backend()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_DATA_DIR = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -47,6 +51,29 @@ def require_module(name, reason):
         if UNDER_CI:
             pytest.fail(f"CI must have {name} ({reason}): {missing}")
         pytest.skip(f"{name} is not installed: {reason}")
+
+
+def run_python(script, *args, env=None, timeout=600):
+    """Runs `script` in a fresh Python process at the repository root (for
+    what must precede the backend's start: device settings, affinity) and
+    returns its stdout; fails the test if the process fails."""
+    env = dict(os.environ if env is None else env)
+    for attempt in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True,
+            text=True, env=env, timeout=timeout, cwd=ROOT,
+        )
+        if done.returncode >= 0:
+            break
+        # Killed by a signal, not failed: TensorFlow's runtime segfaulted
+        # once at start-up in a CI run on a loaded 2-core machine (0 of 10
+        # reruns). Start again, and say so.
+        warnings.warn(
+            f"the test's subprocess died of signal {-done.returncode} "
+            f"(attempt {attempt + 1}); restarting it. stderr: {done.stderr[-500:]}"
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 @pytest.fixture

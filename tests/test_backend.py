@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_local import backend
 from tests.conftest import BACKEND
+from tests.conftest import run_python
 from tests.small_models import small_model
 
 
@@ -242,18 +243,11 @@ def test_import_creates_nothing_on_a_device():
     # A user configures the backend's devices after `import keras_local`
     # (XLA_FLAGS, tf.config); that fails once something has run on one.
     import os
-    import subprocess
-    import sys
 
     # NPROC set: the one-core reservation (which starts JAX on purpose,
     # tests/test_physical.py) stays out of the way on any machine.
     env = dict(os.environ, KERAS_BACKEND=BACKEND, NPROC="2")
-    done = subprocess.run(
-        [sys.executable, "-c", _IMPORT_SCRIPT], env=env, capture_output=True,
-        text=True, timeout=300,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [l for l in done.stdout.splitlines() if l.startswith(("variables", "devices"))]
+    stdout = run_python(_IMPORT_SCRIPT, env=env, timeout=300)
+    lines = [l for l in stdout.splitlines() if l.startswith(("variables", "devices"))]
     expected = ["variables []"] + ([] if BACKEND == "torch" else ["devices 3"])
-    assert lines == expected, done.stdout
+    assert lines == expected, stdout

@@ -4,16 +4,12 @@ TensorFlow, what `tf.distribute` strategies do."""
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
-import warnings
 
 import pytest
 
 from tests.conftest import BACKEND
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import run_python
 
 _SCRIPT = textwrap.dedent(
     """
@@ -55,23 +51,8 @@ _SCRIPT = textwrap.dedent(
 def _run(script):
     """The `RESULT` dict a script prints, run in a fresh process (device
     settings must precede the backend's start)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    for attempt in range(3):
-        done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True,
-            env=env, timeout=600, cwd=ROOT,
-        )
-        if done.returncode >= 0:
-            break
-        # Killed by a signal, not failed: TensorFlow's runtime segfaulted
-        # once at start-up in a CI run on a loaded 2-core machine (0 of 10
-        # reruns). Start again, and say so.
-        warnings.warn(
-            f"the test's subprocess died of signal {-done.returncode} "
-            f"(attempt {attempt + 1}); restarting it. stderr: {done.stderr[-500:]}"
-        )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT")][-1]
+    stdout = run_python(script, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    line = [l for l in stdout.splitlines() if l.startswith("RESULT")][-1]
     return json.loads(line[len("RESULT"):])
 
 

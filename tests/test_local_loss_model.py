@@ -11,9 +11,9 @@ from keras_local.models.checkpointed_backprop_model import (
 from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.rules import local_learning as ll
 from tests.conftest import BACKEND
+from tests.conftest import ROOT
 from tests.conftest import require_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 

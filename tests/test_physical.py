@@ -14,6 +14,7 @@ from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
 from keras_local.models.physical_forward_forward_model import PhysicalForwardForwardModel
 from tests.conftest import BACKEND
 from tests.conftest import require_data
+from tests.conftest import run_python
 
 GUIDES = os.path.join(os.path.dirname(__file__), "..", "guides")
 
@@ -303,21 +304,13 @@ print("warned", any("1 CPU core" in str(w.message) for w in caught))
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
 @pytest.mark.parametrize("order", ["keras-local-first", "jax-first"])
 def test_jax_starts_with_two_callback_threads_on_one_core(order):
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "NPROC"}
     env["KERAS_BACKEND"] = "jax"
-    done = subprocess.run(
-        [sys.executable, "-c", _ONE_CORE_SCRIPT, order],
-        env=env, capture_output=True, text=True, timeout=300,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith(("reserved", "warned"))]
+    stdout = run_python(_ONE_CORE_SCRIPT, order, env=env, timeout=300)
+    lines = [line for line in stdout.splitlines() if line.startswith(("reserved", "warned"))]
     if order == "keras-local-first":
         # Reserved before JAX started, the variable removed again, no warning.
-        assert lines == ["reserved True False", "warned False"], done.stdout
+        assert lines == ["reserved True False", "warned False"], stdout
     else:
         # JAX started with one worker thread: too late, so the call warns.
-        assert lines == ["reserved False False", "warned True"], done.stdout
+        assert lines == ["reserved False False", "warned True"], stdout

@@ -2,9 +2,11 @@
 
 import keras
 
-# The dtype each backend's `keras.random` expects of a seed (Keras's
+# The dtype the backend's `keras.random` expects of a seed (Keras's
 # `random_seed_dtype()`, which is not public).
-_SEED_DTYPES = {"jax": "uint32", "tensorflow": "int64", "torch": "int32"}
+_SEED_DTYPE = {"jax": "uint32", "tensorflow": "int64", "torch": "int32"}[
+    keras.backend.backend()
+]
 
 
 class _SeedTensor(keras.random.SeedGenerator):
@@ -32,7 +34,7 @@ def seed_from_int(seed):
 
 
 def _draw(sampler, shape, seed, dtype):
-    seed = keras.ops.cast(seed, _SEED_DTYPES[keras.backend.backend()])
+    seed = keras.ops.cast(seed, _SEED_DTYPE)
     if tuple(seed.shape) != (2,):
         raise ValueError(
             "A seed tensor must have shape (2,). "
