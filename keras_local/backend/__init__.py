@@ -33,6 +33,21 @@ exported here:
   random direction of `keras_local.rules.zeroth_order` from a faster
   backend kernel (torch, eager: in place), or `None` where the portable
   `keras.ops` version is the one to run.
+- `build_scope(model)`: the context that builds a model's variables where
+  Keras's `fit` builds them (TensorFlow: the scope of the model's
+  `tf.distribute` strategy; elsewhere a no-op).
+- `num_replicas(model)`: how many replicas share each step of `model`
+  (TensorFlow: its `tf.distribute` strategy's `num_replicas_in_sync`;
+  elsewhere 1).
+- `per_replica_loss(loss)`: a compiled loss as the mean over the replica's
+  own batch (TensorFlow under a `tf.distribute` strategy with several
+  replicas: multiplied back by their number, which Keras's `Loss` divides
+  by; elsewhere unchanged), so it adds up with losses written in
+  `keras.ops`.
+- `replica_mean(value)`: the mean of a tensor over the replicas of a
+  `tf.distribute` strategy, inside its step (an all-reduce); elsewhere
+  `value`. For a statistic of the whole batch that a rule takes a decision
+  on or multiplies its update by, so every replica takes the same.
 - `LocalTrainer`: the per-backend `train_step`/`test_step` contract.
 - `train_step_memory(model, x, y)`: the memory probe.
 """
@@ -46,9 +61,13 @@ if keras.backend.backend() == "jax":
 
     reserve_callback_thread()
 
+from keras_local.backend.common import build_scope
 from keras_local.backend.common import eager_direction
 from keras_local.backend.common import global_random_state
+from keras_local.backend.common import num_replicas
+from keras_local.backend.common import per_replica_loss
 from keras_local.backend.common import random_normal
+from keras_local.backend.common import replica_mean
 from keras_local.backend.common import restore_global_random_state
 from keras_local.backend.common import random_uniform
 from keras_local.backend.common import seed_from_int
@@ -72,6 +91,10 @@ elif BACKEND == "tensorflow":
     from keras_local.backend.tensorflow.autodiff import value_and_grad
     from keras_local.backend.tensorflow.memory import train_step_memory
     from keras_local.backend.tensorflow.trainer import LocalTrainer
+    from keras_local.backend.tensorflow.trainer import build_scope
+    from keras_local.backend.tensorflow.trainer import num_replicas
+    from keras_local.backend.tensorflow.trainer import per_replica_loss
+    from keras_local.backend.tensorflow.trainer import replica_mean
 elif BACKEND == "torch":
     from keras_local.backend.torch.autodiff import barrier
     from keras_local.backend.torch.compilation import fuses_elementwise
@@ -98,13 +121,17 @@ __all__ = [
     "BACKEND",
     "LocalTrainer",
     "barrier",
+    "build_scope",
     "eager_direction",
     "fuses_elementwise",
     "global_random_state",
     "host_call",
     "jvp",
+    "num_replicas",
+    "per_replica_loss",
     "random_normal",
     "random_uniform",
+    "replica_mean",
     "restore_global_random_state",
     "seed_from_int",
     "stop_gradient",

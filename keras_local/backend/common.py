@@ -1,5 +1,7 @@
 """Backend-agnostic pieces of the backend layer (keras only)."""
 
+import contextlib
+
 import keras
 
 # The dtype the backend's `keras.random` expects of a seed (Keras's
@@ -108,6 +110,29 @@ def eager_direction(position, key, distribution, constants):
     TensorFlow: XLA fuses it, and their eager ops cannot work in place)."""
     del position, key, distribution, constants
     return None
+
+
+def per_replica_loss(loss):
+    """`loss` as one replica's mean (identity outside `tf.distribute`)."""
+    return loss
+
+
+def build_scope(model):
+    """The context in which `model`'s variables are created (TensorFlow:
+    its `tf.distribute` strategy's scope)."""
+    return contextlib.nullcontext()
+
+
+def num_replicas(model):
+    """How many replicas each step of `model` is split across (TensorFlow:
+    its `tf.distribute` strategy's; elsewhere 1)."""
+    return 1
+
+
+def replica_mean(value):
+    """The mean of `value` over the replicas (identity outside
+    `tf.distribute`)."""
+    return value
 
 
 def loss_scaled_gradients(optimizer, grads, optimizer_values=None):

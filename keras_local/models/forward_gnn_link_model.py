@@ -75,6 +75,8 @@ class ForwardGNNLinkModel(LocalModel):
           Networks", ICLR 2024.
     """
 
+    splits_across_replicas = False
+
     def __init__(self, conv="gcn", rule="sf", num_layers=2, units=128, heads=4,
                  threshold=2.0, num_negatives=1, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)

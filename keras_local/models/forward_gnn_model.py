@@ -131,6 +131,8 @@ class ForwardGNNModel(LocalModel):
         - Hinton, "The Forward-Forward Algorithm", 2022.
     """
 
+    splits_across_replicas = False
+
     def __init__(
         self,
         num_classes,

@@ -48,6 +48,13 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     `self.current_learning_rate()`: the rate of this step, as a schedule or
     a callback such as `LearningRateScheduler` has set it.
 
+    Under a `tf.distribute` strategy each replica runs `local_grads` on
+    its share of the batch, with the compiled loss (`self.compiled_loss`)
+    as a mean over that share like every other loss, and the optimizer
+    applies the mean of the replicas' gradients. A rule that takes a
+    decision on, or scales its update by, a statistic of the whole batch
+    passes it through `keras_local.backend.replica_mean` first.
+
     What is logged: during training `loss` is what the rule returns,
     normally the sum of its local losses (one per block, each also logged
     on its own); `evaluate` reports `evaluation_loss`, by default the
@@ -79,6 +86,9 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     # A rule that uses `current_learning_rate()` in its step sets this, so
     # the trainers read the rate (from the step's state) and pass it in.
     reads_learning_rate = False
+    # A rule whose batch is one indivisible whole (a full graph) sets this
+    # to False: a `tf.distribute` strategy cannot split it across replicas.
+    splits_across_replicas = True
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -137,15 +147,20 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         A rule evaluates its loss several times a step (perturbed passes,
         one block after another); the trackers are updated once per step,
         from the step's prediction, by `_update_local_metrics`. (On JAX the
-        trackers' variables are not even readable inside the step.)
+        trackers' variables are not even readable inside the step.) Under a
+        `tf.distribute` strategy it is the mean over the replica's batch,
+        like the rule's other losses.
         """
         trackers = [v for m in self._compile_loss.metrics for v in m.variables]
         if not trackers:
-            return self._compile_loss(y, y_pred, sample_weight)
-        # The losses read no model variable, so this scope may stand alone.
-        scratch = [(v, ops.zeros(v.shape, v.dtype)) for v in trackers]
-        with keras.StatelessScope(state_mapping=scratch):
-            return self._compile_loss(y, y_pred, sample_weight)
+            loss = self._compile_loss(y, y_pred, sample_weight)
+        else:
+            # The losses read no model variable, so this scope may stand
+            # alone.
+            scratch = [(v, ops.zeros(v.shape, v.dtype)) for v in trackers]
+            with keras.StatelessScope(state_mapping=scratch):
+                loss = self._compile_loss(y, y_pred, sample_weight)
+        return backend.per_replica_loss(loss)
 
     def validate_data(self, x, y=None, sample_weight=None):
         """Checks concrete arrays before anything is trained. Rules extend
@@ -410,6 +425,16 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     # ------------------------------------------------------------------ #
     # Keras entry points: build, validation, trackers.
     # ------------------------------------------------------------------ #
+    def _get_metrics_result_or_logs(self, logs):
+        # Keras reads the epoch's results from the metrics only when the
+        # step's logs name every metric, and otherwise keeps the last
+        # step's logs: under `tf.distribute` one replica's partial results.
+        # `evaluate` logs no per-block loss, so read what it logs.
+        results = self.get_metrics_result()
+        if isinstance(logs, dict) and set(logs) <= set(results):
+            return {name: results[name] for name in logs}
+        return logs
+
     @no_automatic_dependency_tracking
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
@@ -442,7 +467,19 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             )
             self.build(shapes)
 
+    def _check_replicas(self):
+        replicas = backend.num_replicas(self)
+        if replicas > 1 and not self.splits_across_replicas:
+            raise ValueError(
+                f"{type(self).__name__} takes a whole graph as one batch, "
+                "which a `tf.distribute` strategy cannot split across "
+                f"replicas. Received: a strategy with {replicas} replicas "
+                "in sync. Build the model outside the strategy's scope (or "
+                "under a one-device strategy)."
+            )
+
     def _check_arrays(self, x, y, sample_weight):
+        self._check_replicas()
         if _is_array_like(x) and (y is None or _is_array_like(y)):
             self.validate_data(x, y, sample_weight)
             self._prepare_for_batch((x, y, sample_weight))
@@ -452,9 +489,12 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         # trace: TF's `fit` traces an unbuilt model, and variables cannot be
         # created inside a compiled step.
         x, y, sample_weight = _unpack(batch)
-        self._ensure_built(x)
-        if self.compiled:
-            self._symbolic_build(data_batch=(x, y, sample_weight))
+        # Where Keras's `fit` builds (on TF, under a `tf.distribute`
+        # strategy, the variables must be created in its scope).
+        with backend.build_scope(self):
+            self._ensure_built(x)
+            if self.compiled:
+                self._symbolic_build(data_batch=(x, y, sample_weight))
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, kwargs.get("sample_weight"))
@@ -499,6 +539,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
         return super().test_on_batch(x, y, sample_weight, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        self._check_replicas()
         if _is_array_like(x):
             self.validate_data(x)
             self._ensure_built(x)

@@ -736,6 +736,10 @@ class ZerothOrderModel(LocalModel):
                     )
                     previous = loss_minus
                     losses.append(0.5 * (loss_plus + loss_minus))
+                # Under `tf.distribute`, every replica steps along z with
+                # the whole batch's projected gradient (as on one device;
+                # the sign and conservative variants are not linear in it).
+                pg = backend.replica_mean(pg)
                 pgs.append(pg)
                 grads = self._accumulate(grads, tv, seeds_for(k, previous),
                                          scales, pg / q)
@@ -758,7 +762,7 @@ class ZerothOrderModel(LocalModel):
                 (loss, yp, ntv_k), (pg, _, _) = backend.jvp(
                     along, [t0], [one]
                 )
-                pg = ops.cast(pg, "float32")
+                pg = backend.replica_mean(ops.cast(pg, "float32"))
                 if loss0 is None:
                     loss0 = loss
                 if y_pred is None:
@@ -786,7 +790,10 @@ class ZerothOrderModel(LocalModel):
             loss_new, _, _ = loss_at(candidate)
             if regularization is not None:
                 loss_new = loss_new + self._regularization(candidate)[0]
-            keep = ops.cast(loss_new <= loss0, "float32")
+            keep = ops.cast(
+                backend.replica_mean(loss_new) <= backend.replica_mean(loss0),
+                "float32",
+            )
             grads = [g * ops.cast(keep, g.dtype) for g in grads]
             logs["step_kept"] = keep
         logs["projected_gradient"] = ops.mean(ops.abs(ops.stack(pgs)))

@@ -13,33 +13,63 @@ def _read(variables):
     return [tf.convert_to_tensor(v.value) for v in variables]
 
 
-def _refuse_replicas(model):
-    # Keras divides each compiled loss by the number of replicas and lets
-    # the optimizer sum the replicas' gradients; local losses written with
-    # `keras.ops` are not divided, so each rule would mix summed and
-    # averaged parts: refused rather than trained wrong.
-    strategy = tf.distribute.get_strategy()
-    if strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"{type(model).__name__} does not train or evaluate under a "
-            "`tf.distribute` strategy with more than one replica: its local "
-            "losses are not scaled per replica as Keras's compiled losses "
-            f"are. Received: {type(strategy).__name__} with "
-            f"{strategy.num_replicas_in_sync} replicas in sync. Train on one "
-            "device (a single-replica strategy works), or use "
-            "`keras.distribution.DataParallel` on the JAX backend."
-        )
+def build_scope(model):
+    return model.distribute_strategy.scope()
+
+
+def num_replicas(model):
+    return model.distribute_strategy.num_replicas_in_sync
+
+
+def _num_replicas():
+    # Inside a step: the strategy whose replica runs it.
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def per_replica_loss(loss):
+    # Under a `tf.distribute` strategy Keras's `Loss` divides each value by
+    # the number of replicas (the optimizer sums their gradients); local
+    # losses written with `keras.ops` are not divided, so the compiled loss
+    # is multiplied back, every loss is a mean over the replica's batch, and
+    # the trainer divides the summed gradients once.
+    replicas = _num_replicas()
+    if replicas == 1:
+        return loss
+    return loss * tf.cast(replicas, loss.dtype)
+
+
+def replica_mean(value):
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
+def _replica_mean(grads):
+    # `optimizer.apply` sums the replicas' gradients; their mean is the
+    # gradient of the global batch's mean loss, as on one device.
+    replicas = _num_replicas()
+    if replicas == 1:
+        return grads
+
+    def mean(g):
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(mean(g.values), g.indices, g.dense_shape)
+        return None if g is None else g / tf.cast(replicas, g.dtype)
+
+    return [mean(g) for g in grads]
 
 
 class LocalTrainer:
     """Adapts `LocalModel.local_grads` to Keras's TensorFlow trainer.
 
     Variables are updated in place with `optimizer.apply` (TF optimizers
-    refuse `stateless_apply`).
+    refuse `stateless_apply`). Under a `tf.distribute` strategy each
+    replica runs the rule on its share of the batch and the optimizer
+    applies the mean of their gradients, as Keras's own step does.
     """
 
     def train_step(self, data):
-        _refuse_replicas(self)
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         learning_rate = None
@@ -49,7 +79,7 @@ class LocalTrainer:
         grads, new_ntv, loss, y_pred, logs = self._local_update(
             tv, ntv, x, y, sample_weight, learning_rate
         )
-        grads = loss_scaled_gradients(self.optimizer, grads)
+        grads = loss_scaled_gradients(self.optimizer, _replica_mean(grads))
         with self._clipping_done():
             self.optimizer.apply(grads, self.trainable_variables)
         for variable, old, new in zip(self.non_trainable_variables, ntv, new_ntv):
@@ -58,7 +88,6 @@ class LocalTrainer:
         return self._update_local_metrics(loss, x, y, y_pred, sample_weight, logs)
 
     def test_step(self, data):
-        _refuse_replicas(self)
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         tv, ntv = _read(self.trainable_variables), _read(self.non_trainable_variables)
         loss, y_pred = self._local_evaluate(tv, ntv, x, y, sample_weight)
