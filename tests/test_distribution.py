@@ -107,7 +107,9 @@ _TF_SCRIPT = textwrap.dedent(
             m, l = keras_local.CheckpointedBackpropModel(batchnorm_net(), num_modules=2), loss
         else:
             m, l = rule_model(rule)
-        m.compile(optimizer=keras.optimizers.SGD(0.1), loss=l, metrics=["accuracy"])
+        # ZO-SGD-Cons at a rate where it keeps some steps and rejects others.
+        rate = 1.0 if rule == "zo_conservative" else 0.1
+        m.compile(optimizer=keras.optimizers.SGD(rate), loss=l, metrics=["accuracy"])
         return m  # not built: `fit` builds it, in the strategy's scope
 
     def fit(m):
@@ -137,6 +139,7 @@ _TF_SCRIPT = textwrap.dedent(
         same.build((None, 6))
         same.set_weights(two.get_weights())
         out[rule] = {
+            "step_kept": plain_logs.get("step_kept"),
             "weights": difference(plain.get_weights(), two.get_weights()),
             "fit_logs": difference(plain_logs, two_logs),
             "evaluate_vs_plain": difference(
@@ -213,6 +216,7 @@ def test_tf_distribute_two_replicas_train_as_one_device():
         assert r[rule]["evaluate_vs_same_weights"] < 1e-5, (rule, r[rule])
         assert r[rule]["predict_vs_same_weights"] < 1e-5, (rule, r[rule])
     assert r["forward_forward_softplus"]["weights"] > 1e-4  # the draws do differ
+    assert 0 < r["zo_conservative"]["step_kept"] < 1, r["zo_conservative"]
     # BatchNorm normalises each replica's share and keeps per-replica moving
     # statistics, in Keras's own step too: the checkpointed step must match
     # Keras's under the same strategy.

@@ -45,7 +45,7 @@ def replica_mean(value):
     return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
 
 
-def _replica_mean(grads):
+def _divided_for_replica_sum(grads):
     # `optimizer.apply` sums the replicas' gradients; their mean is the
     # gradient of the global batch's mean loss, as on one device.
     replicas = _num_replicas()
@@ -79,7 +79,7 @@ class LocalTrainer:
         grads, new_ntv, loss, y_pred, logs = self._local_update(
             tv, ntv, x, y, sample_weight, learning_rate
         )
-        grads = loss_scaled_gradients(self.optimizer, _replica_mean(grads))
+        grads = loss_scaled_gradients(self.optimizer, _divided_for_replica_sum(grads))
         with self._clipping_done():
             self.optimizer.apply(grads, self.trainable_variables)
         for variable, old, new in zip(self.non_trainable_variables, ntv, new_ntv):
