@@ -125,7 +125,7 @@ _TF_SCRIPT = textwrap.dedent(
     # One strategy for every model: several two-replica strategies in one
     # process break TF's collectives.
     two_replicas = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    out = {}
+    out, trained = {}, {}
     for rule in BLOCK_RULES + ("zeroth_order",) + tuple(ZO_VARIANTS) + (
             "keras_batchnorm", "checkpointed_batchnorm"):
         plain = model(rule)
@@ -133,6 +133,7 @@ _TF_SCRIPT = textwrap.dedent(
         with two_replicas.scope():
             two = model(rule)
         two_logs = fit(two)
+        trained[rule] = two.get_weights()
         # The same weights without a strategy: what `evaluate` and
         # `predict` of the two-replica model must give.
         same = model(rule)
@@ -153,14 +154,8 @@ _TF_SCRIPT = textwrap.dedent(
         }
     # Backprop through Keras's own step and through the checkpointed one,
     # both under the strategy (per-replica BatchNorm statistics alike).
-    w = {}
-    for rule in ("keras_batchnorm", "checkpointed_batchnorm"):
-        with two_replicas.scope():
-            m = model(rule)
-        fit(m)
-        w[rule] = m.get_weights()
     out["checkpointed_vs_keras_two_replicas"] = difference(
-        w["keras_batchnorm"], w["checkpointed_batchnorm"])
+        trained["keras_batchnorm"], trained["checkpointed_batchnorm"])
 
     # One replica: the same training as without a strategy.
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
