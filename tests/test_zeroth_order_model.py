@@ -366,8 +366,8 @@ def test_nested_model_is_perturbed_layer_by_layer_exactly(estimator):
         np.testing.assert_allclose(ops.convert_to_numpy(by_layer[1]),
                                    ops.convert_to_numpy(whole[1]),
                                    rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(float(by_layer[0]), float(whole[0]),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(ops.convert_to_numpy(by_layer[0]),
+                                   ops.convert_to_numpy(whole[0]), rtol=1e-6)
         for a, b in zip(by_layer[2], whole[2]):  # BatchNorm statistics
             np.testing.assert_allclose(ops.convert_to_numpy(a),
                                        ops.convert_to_numpy(b),
