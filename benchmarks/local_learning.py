@@ -31,6 +31,12 @@ decoupled weight decay; or `--optimizer adam`), and the same number of
 epochs. Test accuracy is measured after every epoch; seconds per epoch
 count the training steps only (the first epoch, which compiles, is
 reported apart).
+
+`--backup-dir DIR` makes a long accuracy run resumable: each rule backs up
+its weights and optimizer state after every epoch
+(`keras.callbacks.BackupAndRestore`) with its per-epoch history, and the
+same command run again goes on from the last epoch backed up, with the
+same data stream (the rows record the epochs it resumed at).
 """
 
 import argparse
@@ -242,23 +248,47 @@ class AugmentedBatches(keras.utils.PyDataset):
 
 class EpochClock(EpochTimer):
     """Seconds of each epoch's training steps (`EpochTimer`) and test
-    accuracy after each epoch."""
+    accuracy after each epoch. With `history_path` both lists are written
+    there after every epoch and read back when the run resumes (see
+    `--backup-dir`)."""
 
-    def __init__(self, x_test, y_test, batch_size):
+    def __init__(self, x_test, y_test, batch_size, history_path=None):
         super().__init__()
         self.x_test, self.y_test = x_test, y_test
         self.batch_size = batch_size
-        self.test_accuracy = []
+        self.history_path = history_path
+        self.test_accuracy, self.train_seconds, self.resumed_at = [], [], []
+        if history_path and os.path.exists(history_path):
+            with open(history_path) as f:
+                history = json.load(f)
+            self.test_accuracy = history["test_accuracy"]
+            self.train_seconds = history["train_seconds"]
+            self.resumed_at = history["resumed_at"]
 
-    @property
-    def train_seconds(self):
-        return self.seconds
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:
+            # `fit` starts at the backup's epoch: anything recorded after
+            # it (an epoch evaluated but not backed up) is trained again.
+            del self.test_accuracy[epoch:], self.train_seconds[epoch:]
+            if epoch:
+                self.resumed_at.append(epoch)
+            self._first_epoch = False
+        super().on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         _, acc = self.model.evaluate(self.x_test, self.y_test,
                                      batch_size=self.batch_size, verbose=0)
         self.test_accuracy.append(float(acc))
+        self.train_seconds.append(self.seconds[-1])
+        if self.history_path:
+            _write(self.history_path, {"test_accuracy": self.test_accuracy,
+                                       "train_seconds": self.train_seconds,
+                                       "resumed_at": self.resumed_at})
         print(f"  epoch {epoch + 1}: {self.train_seconds[-1]:.1f} s, "
               f"test accuracy {acc:.4f}", flush=True)
 
@@ -272,6 +302,20 @@ def _optimizer(args, steps):
     schedule = keras.optimizers.schedules.CosineDecay(lr, steps)
     return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
                                 weight_decay=args.weight_decay)
+
+
+def _resume(model, data, folder, input_shape):
+    """Callbacks that back the run up to `folder` after every epoch and, if
+    a backup is there, restore the weights and optimizer state from it and
+    move `data` on to the epoch where it stopped, so the resumed run sees
+    the batches and crops the uninterrupted one would have."""
+    model.build((None,) + tuple(input_shape))
+    metadata = os.path.join(folder, "training_metadata.json")
+    if os.path.exists(metadata):
+        with open(metadata) as f:
+            for _ in range(json.load(f)["epoch"]):
+                data.on_epoch_end()
+    return [keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False)]
 
 
 def _standardise(images):
@@ -301,9 +345,19 @@ def accuracy(args):
                                                * args.epochs),
                           loss=LOSS, metrics=["accuracy"])
             data = AugmentedBatches(x, y, args.batch_size, seed=args.seed)
-            clock = EpochClock(xt, yt, args.batch_size)
+            callbacks, history_path = [], None
+            if args.backup_dir:
+                folder = os.path.join(args.backup_dir, f"{rule}_k{k or 1}")
+                history_path = os.path.join(folder, "history.json")
+                callbacks = _resume(model, data, folder, x.shape[1:])
+            clock = EpochClock(xt, yt, args.batch_size, history_path)
             print(f"{rule} (K={k or 1}):", flush=True)
-            model.fit(data, epochs=args.epochs, callbacks=[clock], verbose=0)
+            # The clock first: it records an epoch before the backup does.
+            # `shuffle=False`: `data` shuffles itself from its own seed;
+            # Keras's shuffle of the batch order draws from the global
+            # NumPy state, which a resumed process cannot replay.
+            model.fit(data, epochs=args.epochs, callbacks=[clock] + callbacks,
+                      shuffle=False, verbose=0)
             later = clock.train_seconds[1:] or clock.train_seconds
             seconds = float(np.median(later))
             if rule == "backprop":
@@ -315,6 +369,7 @@ def accuracy(args):
                 "cuts": getattr(model, "cuts", None),
                 "test_accuracy_per_epoch": clock.test_accuracy,
                 "train_seconds_per_epoch": clock.train_seconds,
+                "resumed_at_epochs": clock.resumed_at,
                 "seconds_per_epoch": seconds,
                 "first_epoch_seconds": clock.train_seconds[0],
                 "step_time_vs_backprop": ratio,
@@ -396,6 +451,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="speed: timed rounds per rule")
     parser.add_argument("--out", default=None, help="JSON file of results")
+    parser.add_argument("--backup-dir", default=None,
+                        help="accuracy: back each run up here after every "
+                             "epoch and resume from it when run again")
     args = parser.parse_args(argv)
     if args.rules is None:
         args.rules = ("backprop,backprop_remat,backprop_checkpointed,dgl,"
