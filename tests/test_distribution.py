@@ -89,6 +89,30 @@ _TF_SCRIPT = textwrap.dedent(
     ZO_VARIANTS = {"zo_sign": dict(sign=True), "zo_conservative": dict(conservative=True),
                    "zo_forward_gradient": dict(estimator="forward_gradient")}
 
+    # Image data for the auxiliary networks of `LocalLossModel`, and a
+    # "paired" copy whose two replica shares of every batch are the same
+    # samples: a BatchNorm layer's per-replica statistics are then the
+    # whole batch's, so a model with BatchNorm must train as on one device.
+    images = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+
+    def paired(a):
+        shares = a[:32].reshape((4, 1, 8) + a.shape[1:])
+        return np.concatenate([shares, shares], axis=1).reshape(a.shape)
+
+    DATA = {"dense": (x, y), "dense_paired": (paired(x), paired(y)),
+            "images": (images, y), "images_paired": (paired(images), paired(y))}
+
+    def conv_net():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8, 8, 3))] + [
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu")
+            for _ in range(3)
+        ] + [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+
+    def data(rule):
+        kind = "images" if rule.startswith("auxiliary_") else "dense"
+        return DATA[kind + "_paired" if rule.endswith("_paired") else kind]
+
     def batchnorm_net():
         keras.utils.set_random_seed(0)
         return keras.Sequential([
@@ -101,8 +125,12 @@ _TF_SCRIPT = textwrap.dedent(
             keras.utils.set_random_seed(0)
             net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
             m, l = keras_local.ZerothOrderModel(net, seed=0, **ZO_VARIANTS[rule]), loss
-        elif rule == "keras_batchnorm":
+        elif rule.startswith("keras_batchnorm"):
             m, l = batchnorm_net(), loss
+        elif rule.startswith("auxiliary_"):
+            auxiliary = rule.split("_")[1]
+            m = keras_local.LocalLossModel(conv_net(), num_modules=3, auxiliary=auxiliary, seed=0)
+            l = loss
         elif rule == "checkpointed_batchnorm":
             m, l = keras_local.CheckpointedBackpropModel(batchnorm_net(), num_modules=2), loss
         else:
@@ -112,8 +140,8 @@ _TF_SCRIPT = textwrap.dedent(
         m.compile(optimizer=keras.optimizers.SGD(rate), loss=l, metrics=["accuracy"])
         return m  # not built: `fit` builds it, in the strategy's scope
 
-    def fit(m):
-        history = m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    def fit(m, xy=(x, y)):
+        history = m.fit(*xy, batch_size=16, epochs=1, verbose=0, shuffle=False).history
         return {k: v[-1] for k, v in history.items()}
 
     def difference(a, b):
@@ -127,30 +155,33 @@ _TF_SCRIPT = textwrap.dedent(
     two_replicas = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     out, trained = {}, {}
     for rule in BLOCK_RULES + ("zeroth_order",) + tuple(ZO_VARIANTS) + (
-            "keras_batchnorm", "checkpointed_batchnorm"):
+            "keras_batchnorm", "checkpointed_batchnorm", "keras_batchnorm_paired",
+            "auxiliary_dgl", "auxiliary_auglocal", "auxiliary_man",
+            "auxiliary_infopro", "auxiliary_infopro_paired"):
+        xy = data(rule)
         plain = model(rule)
-        plain_logs = fit(plain)
+        plain_logs = fit(plain, xy)
         with two_replicas.scope():
             two = model(rule)
-        two_logs = fit(two)
+        two_logs = fit(two, xy)
         trained[rule] = two.get_weights()
         # The same weights without a strategy: what `evaluate` and
         # `predict` of the two-replica model must give.
         same = model(rule)
-        same.build((None, 6))
+        same.build((None,) + xy[0].shape[1:])
         same.set_weights(two.get_weights())
         out[rule] = {
             "step_kept": plain_logs.get("step_kept"),
             "weights": difference(plain.get_weights(), two.get_weights()),
             "fit_logs": difference(plain_logs, two_logs),
             "evaluate_vs_plain": difference(
-                plain.evaluate(x, y, verbose=0, return_dict=True),
-                two.evaluate(x, y, verbose=0, return_dict=True)),
+                plain.evaluate(*xy, verbose=0, return_dict=True),
+                two.evaluate(*xy, verbose=0, return_dict=True)),
             "evaluate_vs_same_weights": difference(
-                same.evaluate(x, y, verbose=0, return_dict=True),
-                two.evaluate(x, y, verbose=0, return_dict=True)),
+                same.evaluate(*xy, verbose=0, return_dict=True),
+                two.evaluate(*xy, verbose=0, return_dict=True)),
             "predict_vs_same_weights": float(np.abs(
-                same.predict(x, verbose=0) - two.predict(x, verbose=0)).max()),
+                same.predict(xy[0], verbose=0) - two.predict(xy[0], verbose=0)).max()),
         }
     # Backprop through Keras's own step and through the checkpointed one,
     # both under the strategy (per-replica BatchNorm statistics alike).
@@ -186,7 +217,8 @@ _TF_SCRIPT = textwrap.dedent(
 # whole batch on one device. SPSA divides loss differences by 2 * epsilon
 # (float32 sums in another order differ by more), as in the JAX test above.
 _EXACT = ("single_forward", "drtp", "tpsgd", "direct_feedback_alignment",
-          "local_loss", "zo_forward_gradient")
+          "local_loss", "zo_forward_gradient", "auxiliary_dgl", "auxiliary_auglocal",
+          "auxiliary_man", "auxiliary_infopro_paired", "keras_batchnorm_paired")
 _SPSA = ("zeroth_order", "zo_sign", "zo_conservative")
 _RULES = (
     "forward_forward_softplus", "forward_forward_symba") + _EXACT + _SPSA
@@ -216,5 +248,10 @@ def test_tf_distribute_two_replicas_train_as_one_device():
     # statistics, in Keras's own step too: the checkpointed step must match
     # Keras's under the same strategy.
     assert r["checkpointed_vs_keras_two_replicas"] < 1e-6, r
+    # InfoPro's decoder has BatchNorm: on data whose replica shares differ
+    # it trains as Keras's own BatchNorm step does, per replica (neither
+    # matches one device); on paired data both match one device (_EXACT).
+    assert r["auxiliary_infopro"]["weights"] > 1e-4, r["auxiliary_infopro"]
+    assert r["keras_batchnorm"]["weights"] > 1e-4, r["keras_batchnorm"]
     assert r["one_replica"] < 1e-6, r
     assert r["graph_error"] and "Received: a strategy with 2 replicas" in r["graph_error"], r

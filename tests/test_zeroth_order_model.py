@@ -538,7 +538,7 @@ def test_inference_mode_queries_are_inference_calls(nested, estimator):
     def inference_loss(sign):
         for v, w, zi in zip(net.trainable_variables, before, z):
             v.assign(w + sign * eps * zi)
-        return float(loss(y, net(x, training=False)))
+        return float(ops.convert_to_numpy(loss(y, net(x, training=False))))
 
     pg = (inference_loss(1.0) - inference_loss(-1.0)) / (2 * eps)
     for v, w in zip(net.trainable_variables, before):
