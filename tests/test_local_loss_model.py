@@ -604,32 +604,93 @@ def test_man_ema_matches_formula(rng):
     assert all(not v.trainable for _, v in pairs)
 
 
+def _reference_depth(k, num_modules, max_depth, coefficient):
+    # AugLocal's reference code (`aux_depth_list`), Python's round.
+    r = k * coefficient / (num_modules - 2)
+    return max(1, round(max_depth * (1 - r) + r * 1))
+
+
+def _reference_selection(layer_index, num_layers, depth):
+    # AugLocal's reference code (`aux_layer_index`), made relative to the
+    # first layer after `layer_index`.
+    if depth >= num_layers - 1 - layer_index:
+        picked = range(layer_index + 1, num_layers)
+    else:
+        picked = [round(layer_index + (num_layers - layer_index - 1) / depth * i)
+                  for i in range(1, depth + 1)]
+    return [i - layer_index - 1 for i in picked]
+
+
 def test_auglocal_depth_schedule_matches_formula():
+    # Coefficient 1 shrinks to 1 at the module before the last.
     for k, expected in zip(range(7), [5, 4, 4, 3, 2, 2, 1]):
-        got = ll.auglocal_depth(k, 8, max_depth=5, min_depth=1)
-        ref = max(1, round(5 - 4 * k / 6))
-        assert got == ref == expected
+        got = ll.auglocal_depth(k, 8, max_depth=5, pyramid_coefficient=1.0)
+        assert got == _reference_depth(k, 8, 5, 1.0) == expected
+    # AugLocal's ResNet-32 command: K=16, depth 3, coefficient 0.5 (the
+    # default); 2.5 rounds to 2 at k=7.
+    depths = [ll.auglocal_depth(k, 16, 3) for k in range(15)]
+    assert depths == [_reference_depth(k, 16, 3, 0.5) for k in range(15)]
+    assert depths == [3] * 7 + [2] * 8
+    assert [ll.auglocal_depth(k, 6, 4, 0.0) for k in range(5)] == [4] * 5
     assert ll.auglocal_depth(0, 2, 4) == 4
-    assert ll.uniform_selection(7, 3) == [0, 3, 6]
-    assert ll.uniform_selection(4, 1) == [3]
+    # ResNet-32's 16 layers (stem + 15 blocks), one module per layer.
+    for layer in range(15):
+        for depth in (1, 2, 3, 5):
+            assert ll.uniform_selection(15 - layer, depth, layer) == (
+                _reference_selection(layer, 16, depth)), (layer, depth)
+    assert ll.uniform_selection(15, 3) == [4, 9, 14]
+    assert ll.uniform_selection(0, 3) == []
+
+
+def test_auglocal_copies_later_blocks_then_the_head():
+    # small_resnet: stem, blocks b0 b1 b2, then the head (gap + logits).
     model = LocalLossModel(
-        small_resnet(), num_modules=4, auxiliary="auglocal", auxiliary_depth=3
+        small_resnet(), num_modules=4, auxiliary="auglocal", auxiliary_depth=3,
+        pyramid_coefficient=1.0,
     )
     model.build((None, 8, 8, 3))
-    depths = []
+    assert model.cuts == ["stem_relu", "b0_out", "b1_out"]
+    # AugLocal's units: each a block with the kernel-less layers after it.
+    units = [{l.name for l in u.layers if not isinstance(l, keras.layers.InputLayer)}
+             for u in model.auglocal_units(0)]
+    assert units == [
+        {"b0_c1", "b0_bn", "b0_relu", "b0_c2", "b0_add", "b0_out"},
+        {"b1_c1", "b1_bn", "b1_relu", "b1_c2", "b1_sc", "b1_add", "b1_out"},
+        {"b2_c1", "b2_bn", "b2_relu", "b2_c2", "b2_add", "b2_out", "gap"},
+        {"logits"},
+    ]
+    # Depths 3, 2, 1 (coefficient 1): module 0 copies all three blocks,
+    # module 1 both later ones, module 2 the last; each then the head.
+    assert [model.auglocal_selection(k) for k in range(3)] == [
+        [0, 1, 2, 3], [0, 1, 2], [0, 1]]
     for k, aux in enumerate(model.auxiliary_networks):
-        units = [l for l in aux.layers if l.name.startswith(f"aux{k}_unit")]
-        selection = model.auglocal_selection(k)
-        available = len(model.auglocal_units(k))
-        assert len(units) == len(
-            ll.uniform_selection(available, ll.auglocal_depth(k, 4, 3))
-        ) == len(selection)
-        assert selection[-1] == available - 1  # always ends in the head
-        depths.append(len(units))
+        copies = [l for l in aux.layers if l.name.startswith(f"aux{k}_unit")]
+        assert len(copies) == len(model.auglocal_selection(k))
+        assert copies[-1].layers[-1].get_config()["units"] == 4  # the head
         # Separately initialised copies, not the network's own layers.
         own = {id(v) for v in model.network.weights}
         assert not any(id(v) in own for v in aux.weights)
-    assert depths == sorted(depths, reverse=True) and depths[0] > depths[-1]
+    # With depth 1 everywhere, every module copies the last block and the
+    # head, as AugLocal's reference code does.
+    shallow = LocalLossModel(small_resnet(), num_modules=4, auxiliary="auglocal",
+                             auxiliary_depth=1)
+    shallow.build((None, 8, 8, 3))
+    assert [shallow.auglocal_selection(k) for k in range(3)] == [
+        [2, 3], [1, 2], [0, 1]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"auxiliary_depth": 0}, "Received: auxiliary_depth=0"),
+        ({"auxiliary_depth": 2.5}, "Received: auxiliary_depth=2.5"),
+        ({"pyramid_coefficient": 1.5}, "Received: pyramid_coefficient=1.5"),
+        ({"pyramid_coefficient": "half"}, "Received: pyramid_coefficient='half'"),
+    ],
+)
+def test_bad_auglocal_options_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LocalLossModel(small_resnet(), num_modules=2, auxiliary="auglocal", **kwargs)
 
 
 def test_infopro_loss_formula():

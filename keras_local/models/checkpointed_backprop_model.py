@@ -10,8 +10,8 @@ from keras_local.rules.ordering import after
 
 
 # `LocalLossModel` arguments that only concern auxiliary networks.
-_AUXILIARY_ARGUMENTS = ("auxiliary", "auxiliary_depth", "infopro_lambdas",
-                        "momentum")
+_AUXILIARY_ARGUMENTS = ("auxiliary", "auxiliary_depth", "pyramid_coefficient",
+                        "infopro_lambdas", "momentum")
 
 
 @keras_local_export

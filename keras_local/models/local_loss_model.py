@@ -70,8 +70,18 @@ class LocalLossModel(LocalModel):
             plus learnable biases, then the DGL head) or a callable
             `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
             Defaults to `"dgl"`.
-        auxiliary_depth: int, AugLocal's largest depth (number of later
-            units in the first module's auxiliary network). Defaults to `3`.
+        auxiliary_depth: int, AugLocal's largest depth: the number of
+            later units (between split points, e.g. residual blocks) copied
+            into the first module's auxiliary network, before the copy of
+            the network's head (the part after its last split point).
+            Defaults to `3`.
+        pyramid_coefficient: float in [0, 1], AugLocal's pyramid
+            coefficient: module k's depth is
+            `max(1, round(d * (1 - r) + r))` with
+            `r = pyramid_coefficient * k / (K - 2)` and `d` the
+            `auxiliary_depth`; 0 keeps every depth at `d`, 1 shrinks it to 1
+            at the module before the last. Defaults to `0.5`, as in
+            AugLocal's CIFAR commands.
         infopro_lambdas: `(lambda_reconstruction, lambda_class)` for every
             module, or `((l1_first, l2_first), (l1_last, l2_last))`: the
             weights go linearly from the first module to the last one with
@@ -141,6 +151,7 @@ class LocalLossModel(LocalModel):
         cuts=None,
         auxiliary="dgl",
         auxiliary_depth=3,
+        pyramid_coefficient=0.5,
         infopro_lambdas=(1.0, 1.0),
         infopro_reconstruction="mse",
         infopro_input_mean=None,
@@ -229,6 +240,23 @@ class LocalLossModel(LocalModel):
                 "reconstructs: a string, with auxiliary='infopro'. Received: "
                 f"infopro_target={infopro_target!r} with auxiliary={auxiliary!r}."
             )
+        if (isinstance(auxiliary_depth, bool)
+                or not isinstance(auxiliary_depth, (int, np.integer))
+                or auxiliary_depth < 1):
+            raise ValueError(
+                "`auxiliary_depth` (AugLocal's largest number of copied "
+                "units) must be an integer >= 1. Received: "
+                f"auxiliary_depth={auxiliary_depth!r}"
+            )
+        if (isinstance(pyramid_coefficient, bool)
+                or not isinstance(pyramid_coefficient,
+                                  (int, float, np.integer, np.floating))
+                or not 0.0 <= float(pyramid_coefficient) <= 1.0):
+            raise ValueError(
+                "`pyramid_coefficient` (how fast AugLocal's depth shrinks "
+                "with k) must be a number in [0, 1]. Received: "
+                f"pyramid_coefficient={pyramid_coefficient!r}"
+            )
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(
                 f"`momentum` must be in [0, 1). Received: momentum={momentum}"
@@ -238,6 +266,7 @@ class LocalLossModel(LocalModel):
         self.cuts = cuts
         self.auxiliary = auxiliary
         self.auxiliary_depth = int(auxiliary_depth)
+        self.pyramid_coefficient = float(pyramid_coefficient)
         self.infopro_lambdas = lambdas
         self.infopro_reconstruction = infopro_reconstruction
         self.infopro_input_mean = input_mean
@@ -478,22 +507,39 @@ class LocalLossModel(LocalModel):
         return keras.Model(inp, out, name=f"auxiliary_{k}")
 
     def auglocal_units(self, k):
-        """The sub-models between consecutive split points after module k."""
+        """The later layers of module k as AugLocal counts them: sub-models
+        of the network after module k, each a part with a kernel (a weight
+        of rank >= 2: a convolution, a dense layer, a residual block) and
+        the kernel-less parts after it (activation, pooling). The last one
+        is the network's head."""
         points = self._points
         start = self._cut_positions.value[k]
+        counts, total = _kernel_counts(self._graph)
         tensors = [points[i][1] for i in range(start, len(points))]
         tensors.append(self._graph.outputs[0])
-        return [
-            keras.Model(tensors[i], tensors[i + 1])
-            for i in range(len(tensors) - 1)
+        # Kernels from the input up to each boundary after module k.
+        upto = [counts[id(t)] for t in tensors[:-1]] + [total]
+        # A unit starts at each kernel but the first after the cut.
+        starts = [
+            j for j in range(1, len(tensors) - 1)
+            if upto[j + 1] > upto[j] > upto[0]
         ]
+        ends = [0] + starts + [len(tensors) - 1]
+        return [keras.Model(tensors[a], tensors[b])
+                for a, b in zip(ends, ends[1:])]
 
     def auglocal_selection(self, k):
-        """Indices (into `auglocal_units(k)`) of the layers copied into
-        module k's AugLocal auxiliary network."""
-        units = len(self._points) - self._cut_positions.value[k]
-        depth = ll.auglocal_depth(k, self.num_modules, self.auxiliary_depth)
-        return ll.uniform_selection(units, depth)
+        """Indices (into `auglocal_units(k)`) of the units copied into module
+        k's AugLocal auxiliary network: its pyramidal depth of units chosen
+        uniformly among those before the head, then the head (the last
+        unit: AugLocal ends with pooling and a classifier)."""
+        later = len(self.auglocal_units(k)) - 1  # the units before the head
+        counts, _ = _kernel_counts(self._graph)
+        cut = self._points[self._cut_positions.value[k]][1]
+        position = counts[id(cut)] - 1  # the module's last layer's index
+        depth = ll.auglocal_depth(k, self.num_modules, self.auxiliary_depth,
+                                  self.pyramid_coefficient)
+        return ll.uniform_selection(later, depth, position) + [later]
 
     def _auglocal_body(self, inp, k):
         units = self.auglocal_units(k)
@@ -752,6 +798,7 @@ class LocalLossModel(LocalModel):
                 "cuts": self.cuts,
                 "auxiliary": auxiliary,
                 "auxiliary_depth": self.auxiliary_depth,
+                "pyramid_coefficient": self.pyramid_coefficient,
                 "infopro_lambdas": _as_lists(self.infopro_lambdas),
                 "infopro_reconstruction": self.infopro_reconstruction,
                 "infopro_input_mean": self.infopro_input_mean,
@@ -903,6 +950,18 @@ def _legal_points(graph):
         if len(outs) == 1 and len(alive) == 1 and alive[0] is outs[0]:
             points.append((node.operation.name, outs[0], cost))
     return points
+
+
+def _kernel_counts(graph):
+    """({id(tensor): layers with a kernel up to the one making it}, the
+    network's total): AugLocal's count of layers."""
+    counts, total = {}, 0
+    for node in _linear_nodes(graph):
+        weights = getattr(node.operation, "weights", None) or []
+        total += 1 if any(len(w.shape) >= 2 for w in weights) else 0
+        for t in node.output_tensors:
+            counts[id(t)] = total
+    return counts, total
 
 
 def _weighted_layers(graph):

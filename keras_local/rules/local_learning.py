@@ -68,29 +68,36 @@ def infopro_module_lambdas(k, num_modules, first, last):
     )
 
 
-def auglocal_depth(k, num_modules, max_depth, min_depth=1):
+def auglocal_depth(k, num_modules, max_depth, pyramid_coefficient=0.5):
     """AugLocal's pyramidal depth of module `k`'s auxiliary network.
 
-    Depth decreases linearly from `max_depth` (first module, `k=0`) to
-    `min_depth` (the module before the last, `k=num_modules-2`):
-    `d_k = round(max_depth - (max_depth - min_depth) * k / (K - 2))`
-    (`max_depth` when `K == 2`).
+    With `r = pyramid_coefficient * k / (K - 2)`, the depth is
+    `max(1, round(max_depth * (1 - r) + r))`: `max_depth` for the first
+    module, shrinking linearly towards 1, which the module before the last
+    (`k = K - 2`) reaches when the coefficient is 1 (`max_depth` for every
+    module when it is 0, or when `K <= 2`). Python's `round`, as in
+    AugLocal's reference code.
     """
     if num_modules <= 2:
         return int(max_depth)
-    frac = k / (num_modules - 2)
-    return int(max(min_depth, round(max_depth - (max_depth - min_depth) * frac)))
+    ratio = pyramid_coefficient * k / (num_modules - 2)
+    return int(max(1, round(max_depth * (1.0 - ratio) + ratio)))
 
 
-def uniform_selection(num_available, depth):
-    """Indices of `depth` units chosen uniformly among `num_available`,
-    always including the first and the last."""
-    depth = int(min(max(depth, 1), num_available))
-    if depth == 1:
-        return [num_available - 1]
-    return sorted(
-        {int(round(i)) for i in np.linspace(0, num_available - 1, depth)}
-    )
+def uniform_selection(num_later, depth, position=0):
+    """Indices (0 = the first) of the `depth` later layers, of `num_later`,
+    that AugLocal copies into the auxiliary network of the module ending at
+    layer `position`: all of them when `depth >= num_later`, else evenly
+    spaced and ending at the last one. The reference code's indices
+    `round(position + num_later * i / depth)`, `i = 1..depth`, counted from
+    the layer after `position`."""
+    depth = int(max(depth, 1))
+    if depth >= num_later:
+        return list(range(num_later))
+    return [
+        int(round(position + num_later * i / depth)) - position - 1
+        for i in range(1, depth + 1)
+    ]
 
 
 def ema_update(ema, value, momentum):
