@@ -11,9 +11,11 @@ Description: Train a ResNet on CIFAR-10 with AugLocal's augmented auxiliary netw
 
 AugLocal (Ma et al., ICLR 2024) builds module k's auxiliary network from
 freshly initialised copies of a uniform selection of the layers *after*
-module k, with a depth that shrinks linearly for later modules. The
-auxiliary network then resembles the rest of the network, which brings
-local learning close to backpropagation.
+module k (here residual blocks), topped by a copy of the network's head
+(pooling and classifier). Its depth shrinks linearly for later modules, at
+a rate set by the pyramid coefficient. The auxiliary network then
+resembles the rest of the network, which brings local learning close to
+backpropagation.
 
 ## Setup
 """
@@ -48,7 +50,8 @@ x_test = x_test.astype("float32") / 255.0
 ## The model
 
 A ResNet-8 (shrunk) or ResNet-20, four modules, AugLocal auxiliaries of
-depth up to 3.
+up to 3 blocks (the first module's), with AugLocal's pyramid coefficient
+0.5.
 """
 
 blocks, widths = (1, (8, 16, 32)) if SHRINK else (3, (16, 32, 64))
@@ -56,7 +59,7 @@ net = resnet(
     (32, 32, 3), 10, blocks_per_stage=blocks, widths=widths, augment=True
 )
 model = LocalLossModel(net, num_modules=4, auxiliary="auglocal",
-                       auxiliary_depth=3, seed=0)
+                       auxiliary_depth=3, pyramid_coefficient=0.5, seed=0)
 model.compile(
     optimizer=keras.optimizers.Adam(2e-3),
     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
