@@ -71,10 +71,10 @@ class LocalLossModel(LocalModel):
             `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
             Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth: the number of
-            later units (between split points, e.g. residual blocks) copied
-            into the first module's auxiliary network, before the copy of
-            the network's head (the part after its last split point).
-            Defaults to `3`.
+            later layers copied into the first module's auxiliary network
+            before the copy of the network's head. A layer is a part with a
+            kernel and the kernel-less parts after it, e.g. a residual
+            block (`auglocal_units`). Defaults to `3`.
         pyramid_coefficient: float in [0, 1], AugLocal's pyramid
             coefficient: module k's depth is
             `max(1, round(d * (1 - r) + r))` with

@@ -4,7 +4,6 @@ DGL (Belilovsky et al. 2020), InfoPro (Wang et al. 2021), AugLocal (Ma et
 al. 2024) and the Momentum Auxiliary Network (Su et al. 2024).
 """
 
-import numpy as np
 from keras import ops
 
 AUXILIARY_TYPES = ("dgl", "infopro", "auglocal", "man")
