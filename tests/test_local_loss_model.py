@@ -677,6 +677,21 @@ def test_auglocal_copies_later_blocks_then_the_head():
     shallow.build((None, 8, 8, 3))
     assert [shallow.auglocal_selection(k) for k in range(3)] == [
         [2, 3], [1, 2], [0, 1]]
+    # ... which then normalises the pooled features before the classifier
+    # (a depth of 1 only).
+    for deep, nets in ((False, shallow.auxiliary_networks), (True, model.auxiliary_networks)):
+        for k, aux in enumerate(nets):
+            names = [l.name for l in aux.layers]
+            has_bn = f"aux{k}_head_bn" in names
+            assert has_bn == (not deep or k == 2), (deep, k, names)
+            if has_bn:
+                assert names.index(f"aux{k}_head_bn") == len(names) - 2
+    # Depth 2 with one later block left: that block, no normalisation.
+    flat = LocalLossModel(small_resnet(), num_modules=4, auxiliary="auglocal",
+                          auxiliary_depth=2, pyramid_coefficient=0.0)
+    flat.build((None, 8, 8, 3))
+    assert flat.auglocal_selection(2) == [0, 1]
+    assert not any("head_bn" in l.name for a in flat.auxiliary_networks for l in a.layers)
 
 
 @pytest.mark.parametrize(

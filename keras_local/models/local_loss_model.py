@@ -543,11 +543,18 @@ class LocalLossModel(LocalModel):
 
     def _auglocal_body(self, inp, k):
         units = self.auglocal_units(k)
+        selection = self.auglocal_selection(k)
+        depth = ll.auglocal_depth(k, self.num_modules, self.auxiliary_depth,
+                                  self.pyramid_coefficient)
         h = inp
-        for j, i in enumerate(self.auglocal_selection(k)):
+        for j, i in enumerate(selection):
             unit = units[i]
             want = tuple(unit.inputs[0].shape)
             h = _adapt(h, want, f"aux{k}_adapt{j}")
+            if i == len(units) - 1 and depth <= 1:
+                # At depth 1 AugLocal normalises the features its
+                # classifier reads.
+                h = keras.layers.BatchNormalization(name=f"aux{k}_head_bn")(h)
             copy = keras.models.clone_model(unit)
             copy.name = f"aux{k}_unit{j}"
             h = copy(h)
