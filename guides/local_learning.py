@@ -25,8 +25,9 @@ of four papers:
   global pooling and a dense layer (after Belilovsky et al.).
 - `"infopro"`: a strided-conv classifier plus a decoder that reconstructs
   the input (Wang et al.), so modules keep information about the input.
-- `"auglocal"`: fresh copies of a uniform selection of the *later* layers,
-  shallower for later modules (Ma et al.).
+- `"auglocal"`: fresh copies of a uniform selection of the *later* layers
+  (here residual blocks) and of the network's head, shallower for later
+  modules at the rate `pyramid_coefficient` sets (Ma et al.).
 - `"man"`: a momentum (EMA) copy of the next module plus learnable biases
   (Su et al.).
 
