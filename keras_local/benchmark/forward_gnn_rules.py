@@ -50,6 +50,8 @@ def _backprop(conv):
 
 
 for _conv in CONVS:
-    register_rule(f"backprop_gnn_{_conv}")(_backprop(_conv))
+    register_rule(f"backprop_gnn_{_conv}", baseline=f"backprop_gnn_{_conv}")(
+        _backprop(_conv))
     for _rule in NODE_RULES:
-        register_rule(f"forward_gnn_{_conv}_{_rule}")(_forward(_conv, _rule))
+        register_rule(f"forward_gnn_{_conv}_{_rule}",
+                      baseline=f"backprop_gnn_{_conv}")(_forward(_conv, _rule))

@@ -153,13 +153,25 @@ def network(spec):
     )
 
 
-def _build(spec, auxiliary, num_modules=4):
-    net = network(spec)
-    legal = len(LocalLossModel.split_points_of(net))
-    model = LocalLossModel(
-        net, num_modules=min(num_modules, legal + 1), auxiliary=auxiliary,
-        seed=spec.seed,
-    )
+def _baseline(spec):
+    return "backprop_resnet" if len(spec.input_shape) == 3 else "backprop"
+
+
+@register_rule("backprop_resnet", baseline="backprop_resnet")
+def build_backprop_resnet(spec):
+    """Plain backprop on the ResNet the local-learning rules split (image
+    data): their baseline there."""
+    if len(spec.input_shape) != 3:
+        raise ValueError(
+            "`backprop_resnet` trains the local-learning rules' ResNet, "
+            "which takes images (height, width, channels). Received: "
+            f"input_shape={spec.input_shape} (data set {spec.dataset!r}); "
+            "use `backprop` for vectors."
+        )
+    return _compile(network(spec), spec)
+
+
+def _compile(model, spec):
     model.compile(
         optimizer=keras.optimizers.Adam(spec.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -169,21 +181,31 @@ def _build(spec, auxiliary, num_modules=4):
     return model
 
 
-@register_rule("dgl")
+def _build(spec, auxiliary, num_modules=4):
+    net = network(spec)
+    legal = len(LocalLossModel.split_points_of(net))
+    model = LocalLossModel(
+        net, num_modules=min(num_modules, legal + 1), auxiliary=auxiliary,
+        seed=spec.seed,
+    )
+    return _compile(model, spec)
+
+
+@register_rule("dgl", baseline=_baseline)
 def build_dgl(spec):
     return _build(spec, "dgl")
 
 
-@register_rule("infopro")
+@register_rule("infopro", baseline=_baseline)
 def build_infopro(spec):
     return _build(spec, "infopro")
 
 
-@register_rule("auglocal")
+@register_rule("auglocal", baseline=_baseline)
 def build_auglocal(spec):
     return _build(spec, "auglocal")
 
 
-@register_rule("man")
+@register_rule("man", baseline=_baseline)
 def build_man(spec):
     return _build(spec, "man")

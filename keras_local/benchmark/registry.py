@@ -9,6 +9,10 @@ under `keras_local/benchmark/`, listed in `FAMILY_MODULES`.
 import importlib
 
 RULES = {}
+# Each rule's baseline: the rule that trains the same network by plain
+# backprop, the denominator of its time and memory ratios. A name, or a
+# function of the `BenchmarkSpec` giving one.
+BASELINES = {}
 
 FAMILY_MODULES = (
     "keras_local.benchmark.backprop_rules",
@@ -21,12 +25,22 @@ FAMILY_MODULES = (
 )
 
 
-def register_rule(name):
+def register_rule(name, baseline="backprop"):
+    """Registers `build` as rule `name`, compared with rule `baseline`
+    (plain backprop on the same network; a name or `fn(spec) -> name`)."""
     def decorator(build):
         RULES[name] = build
+        BASELINES[name] = baseline
         return build
 
     return decorator
+
+
+def baseline_of(name, spec):
+    """The rule whose model is `name`'s network trained by plain backprop."""
+    get_rule(name)
+    baseline = BASELINES.get(name, "backprop")
+    return baseline(spec) if callable(baseline) else baseline
 
 
 def available_rules():

@@ -10,6 +10,7 @@ from keras_local import backend
 from keras_local.backend.common import MemoryReport
 from keras_local.callbacks import EpochTimer
 from keras_local.benchmark.benchmark_spec import BenchmarkSpec
+from keras_local.benchmark.registry import baseline_of
 from keras_local.benchmark.registry import get_rule
 
 
@@ -91,6 +92,7 @@ def run_benchmark(
         ),
     )
     memory_batch = memory_batch_size or batch_size
+    rules = with_baselines(rules, spec, log)
     results = []
     for name in rules:
         build = get_rule(name)
@@ -127,16 +129,32 @@ def run_benchmark(
                 "memory_description": report.description,
             }
         )
-    _add_ratios(results)
+    _add_ratios(results, spec)
     log("\n" + format_table(results))
     if output_dir:
         write_outputs(results, output_dir, dataset, log)
     return results
 
 
-def _add_ratios(results):
-    base = next((r for r in results if r["rule"] == "backprop"), None)
+def with_baselines(rules, spec, log=print):
+    """`rules`, each preceded by its baseline (plain backprop on the same
+    network) when that is not among them."""
+    out = []
+    for name in rules:
+        base = baseline_of(name, spec)
+        if base not in rules and base not in out:
+            log(f"{name} is compared with {base} (backprop on the same "
+                "network): running it too.")
+            out.append(base)
+        out.append(name)
+    return out
+
+
+def _add_ratios(results, spec):
+    rows = {r["rule"]: r for r in results}
     for r in results:
+        r["baseline"] = baseline_of(r["rule"], spec)
+        base = rows.get(r["baseline"])
         r["time_ratio"] = r["seconds_per_epoch"] / base["seconds_per_epoch"] if base else None
         r["memory_ratio"] = (
             r["memory_bytes"] / base["memory_bytes"]
@@ -156,6 +174,11 @@ def format_table(results):
             f"{r['rule']:<28}{r['test_accuracy']:>10.4f}{r['seconds_per_epoch']:>10.2f}"
             f"{fmt(r['time_ratio'], '.2f'):>9}{fmt(memory, '.2f'):>14}{fmt(r['memory_ratio'], '.2f'):>8}"
         )
+    others = [f"{r['rule']}: {r['baseline']}" for r in results
+              if r.get("baseline", "backprop") not in ("backprop", r["rule"])]
+    if others:
+        lines.append("time/BP and mem/BP against backprop on the same network: "
+                     + ", ".join(others))
     if results:
         lines.append(f"memory: {results[0]['memory_description']} (batch {results[0]['memory_batch_size']})")
     return "\n".join(lines)

@@ -35,7 +35,16 @@ def _compile(model, spec):
     return model
 
 
-@register_rule("drtp")
+@register_rule("backprop_tanh", baseline="backprop_tanh")
+def build_backprop_tanh(spec):
+    """Plain backprop on DRTP's tanh blocks: its baseline."""
+    model = keras.Sequential(
+        [keras.Input(spec.input_shape)] + _blocks(spec, activation="tanh")
+    )
+    return _compile(model, spec)
+
+
+@register_rule("drtp", baseline="backprop_tanh")
 def build_drtp(spec):
     # DRTP's fixed modulatory signal needs a bounded nonlinearity (the
     # paper's tanh): on ReLU blocks it drives every unit with a negative
