@@ -512,6 +512,12 @@ class LocalLossModel(LocalModel):
         of rank >= 2: a convolution, a dense layer, a residual block) and
         the kernel-less parts after it (activation, pooling). The last one
         is the network's head."""
+        tensors, bounds = self._auglocal_unit_bounds(k)
+        return [keras.Model(tensors[a], tensors[b]) for a, b in bounds]
+
+    def _auglocal_unit_bounds(self, k):
+        """The boundary tensors after module k and, for each AugLocal unit,
+        the (first, last) indices into them (no sub-model is built)."""
         points = self._points
         start = self._cut_positions.value[k]
         counts, total = _kernel_counts(self._graph)
@@ -525,15 +531,15 @@ class LocalLossModel(LocalModel):
             if upto[j + 1] > upto[j] > upto[0]
         ]
         ends = [0] + starts + [len(tensors) - 1]
-        return [keras.Model(tensors[a], tensors[b])
-                for a, b in zip(ends, ends[1:])]
+        return tensors, list(zip(ends, ends[1:]))
 
     def auglocal_selection(self, k):
         """Indices (into `auglocal_units(k)`) of the units copied into module
         k's AugLocal auxiliary network: its pyramidal depth of units chosen
         uniformly among those before the head, then the head (the last
         unit: AugLocal ends with pooling and a classifier)."""
-        later = len(self.auglocal_units(k)) - 1  # the units before the head
+        # The units before the head.
+        later = len(self._auglocal_unit_bounds(k)[1]) - 1
         counts, _ = _kernel_counts(self._graph)
         cut = self._points[self._cut_positions.value[k]][1]
         position = counts[id(cut)] - 1  # the module's last layer's index
