@@ -66,8 +66,11 @@ class LocalLossModel(LocalModel):
             `"infopro"` (InfoPro's strided conv + MLP classifier plus a
             decoder reconstructing the input), `"auglocal"` (fresh copies
             of a uniform selection of the later layers, depth shrinking
-            linearly with k), `"man"` (momentum copy of the next module
-            plus learnable biases, then the DGL head) or a callable
+            linearly with k, then a copy of the network's head; where a
+            skipped layer changed the shape, a 1x1 convolution, strided
+            if the map shrank, or a dense layer adapts it), `"man"`
+            (momentum copy of the next module plus learnable biases, then
+            the DGL head) or a callable
             `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
             Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth: the number of
