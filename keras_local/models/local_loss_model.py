@@ -518,12 +518,14 @@ class LocalLossModel(LocalModel):
         tensors, bounds = self._auglocal_unit_bounds(k)
         return [keras.Model(tensors[a], tensors[b]) for a, b in bounds]
 
-    def _auglocal_unit_bounds(self, k):
+    def _auglocal_unit_bounds(self, k, kernel_counts=None):
         """The boundary tensors after module k and, for each AugLocal unit,
-        the (first, last) indices into them (no sub-model is built)."""
+        the (first, last) indices into them (no sub-model is built).
+        `kernel_counts` is `_kernel_counts(self._graph)` where the caller
+        already has it."""
         points = self._points
         start = self._cut_positions.value[k]
-        counts, total = _kernel_counts(self._graph)
+        counts, total = kernel_counts or _kernel_counts(self._graph)
         tensors = [points[i][1] for i in range(start, len(points))]
         tensors.append(self._graph.outputs[0])
         # Kernels from the input up to each boundary after module k.
@@ -542,8 +544,9 @@ class LocalLossModel(LocalModel):
         uniformly among those before the head, then the head (the last
         unit: AugLocal ends with pooling and a classifier)."""
         # The units before the head.
-        later = len(self._auglocal_unit_bounds(k)[1]) - 1
-        counts, _ = _kernel_counts(self._graph)
+        kernel_counts = _kernel_counts(self._graph)
+        later = len(self._auglocal_unit_bounds(k, kernel_counts)[1]) - 1
+        counts, _ = kernel_counts
         cut = self._points[self._cut_positions.value[k]][1]
         position = counts[id(cut)] - 1  # the module's last layer's index
         depth = ll.auglocal_depth(k, self.num_modules, self.auxiliary_depth,
