@@ -28,8 +28,9 @@ of four papers:
 - `"auglocal"`: fresh copies of a uniform selection of the *later* layers
   (here residual blocks) and of the network's head, shallower for later
   modules at the rate `pyramid_coefficient` sets (Ma et al.).
-- `"man"`: a momentum (EMA) copy of the next module plus learnable biases
-  (Su et al.).
+- `"man"`: the next residual block twice, outputs summed: a momentum (EMA)
+  copy that follows its weights, and a trainable copy, the "learnable
+  bias"; then the DGL classifier (Su et al.).
 
 ## Setup
 """

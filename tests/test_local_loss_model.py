@@ -602,6 +602,70 @@ def test_man_ema_matches_formula(rng):
             keras.ops.convert_to_numpy(dst), 0.9 * e + 0.1 * s, rtol=1e-6
         )
     assert all(not v.trainable for _, v in pairs)
+    assert all(s.trainable for s, _ in pairs)
+
+
+def _np(t):
+    return keras.ops.convert_to_numpy(t)
+
+
+def test_man_auxiliary_network_is_the_next_block_twice_then_the_head(rng):
+    """MAN's reference (`networks/resnetInfoPro_MAN.py`): `y = LB(x) +
+    EMA(x)`, both copies of the next module's first block: LB trainable
+    and freshly initialised, EMA not trainable, following the block's
+    weights and normalising with batch statistics (PyTorch's train mode);
+    the head reads `y`."""
+    net = small_resnet()
+    model = compiled(LocalLossModel(net, cuts=["stem_relu", "b0_out"],
+                                    auxiliary="man", seed=0))
+    x, _ = data(rng)
+    model.build(x.shape)
+    aux = model.auxiliary_networks[0]
+    block = keras.Model(net.get_layer("stem_relu").output,
+                        net.get_layer("b0_out").output)
+    momentum = aux.get_layer("aux0_momentum")
+    bias = aux.get_layer("aux0_learnable_bias")
+    for copy in (momentum, bias):
+        assert [tuple(w.shape) for w in copy.weights] == [
+            tuple(w.shape) for w in block.weights
+        ]
+    assert not momentum.trainable_weights
+    assert len(bias.trainable_weights) == len(block.trainable_weights)
+    assert not np.allclose(_np(bias.get_layer("b0_c1").kernel),
+                           _np(net.get_layer("b0_c1").kernel))
+    h = _np(model.modules[0](x))
+    with_batch_statistics = _np(block(h, training=True))
+    np.testing.assert_allclose(_np(momentum(h, training=True)),
+                               with_batch_statistics, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(with_batch_statistics,
+                           _np(block(h, training=False)), atol=1e-3)
+    summed = keras.Model(aux.inputs[0], aux.get_layer("aux0_sum").output)
+    np.testing.assert_allclose(
+        _np(summed(h, training=True)),
+        with_batch_statistics + _np(bias(h, training=True)),
+        rtol=1e-5, atol=1e-5,
+    )
+    assert aux.layers[-1].name == "aux0_dense"  # then the DGL head
+
+
+def test_man_next_to_the_head_sums_logits_before_the_activation(rng):
+    """Where the next layer is the network's softmax head, MAN's two copies
+    are summed before the softmax: the auxiliary output is a distribution,
+    `softmax(h W + b + h W' + b')` with `W, b` the head's own weights."""
+    blocks = [keras.layers.Dense(6, activation="relu"),
+              keras.layers.Dense(3, activation="softmax")]
+    model = LocalLossModel(blocks, auxiliary="man", seed=0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = rng.normal(size=(8, 5)).astype("float32")
+    model.build(x.shape)
+    aux = model.auxiliary_networks[0]
+    bias = aux.get_layer("aux0_learnable_bias").layers[-1]
+    h = _np(model.modules[0](x))
+    logits = (h @ _np(blocks[1].kernel) + _np(blocks[1].bias)
+              + h @ _np(bias.kernel) + _np(bias.bias))
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(_np(aux(h)), expected, rtol=1e-5, atol=1e-6)
 
 
 def _reference_depth(k, num_modules, max_depth, coefficient):

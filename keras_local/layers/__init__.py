@@ -4,7 +4,6 @@ from keras_local.layers.black_box import BlackBox
 from keras_local.layers.feedback_alignment import FeedbackAlignment
 from keras_local.layers.gat_conv import GATConv
 from keras_local.layers.gcn_conv import GCNConv
-from keras_local.layers.learnable_bias import LearnableBias
 from keras_local.layers.locally_connected2d import LocallyConnected2D
 from keras_local.layers.physical_system_twin import PhysicalSystemTwin
 from keras_local.layers.resizing_conv2d import ResizingConv2D
@@ -16,7 +15,6 @@ __all__ = [
     "FeedbackAlignment",
     "GATConv",
     "GCNConv",
-    "LearnableBias",
     "LocallyConnected2D",
     "PhysicalSystemTwin",
     "ResizingConv2D",

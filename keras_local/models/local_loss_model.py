@@ -5,7 +5,6 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
-from keras_local.layers.learnable_bias import LearnableBias
 from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.models.functional_graph import inlined
 from keras_local.models.functional_graph import input_structure
@@ -69,8 +68,10 @@ class LocalLossModel(LocalModel):
             linearly with k, then a copy of the network's head; where a
             skipped layer changed the shape, a 1x1 convolution, strided
             if the map shrank, or a dense layer adapts it), `"man"`
-            (momentum copy of the next module plus learnable biases, then
-            the DGL head) or a callable
+            (MAN: the layer after the module, e.g. the next residual
+            block, twice, summed: a momentum copy following its weights
+            and a trainable copy, the learnable bias; then the DGL head)
+            or a callable
             `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
             Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth: the number of
@@ -106,7 +107,10 @@ class LocalLossModel(LocalModel):
             required for a network with several inputs (e.g. `"image"` of
             an image + metadata network); `None` for one input. Defaults
             to `None`.
-        momentum: float, MAN's EMA momentum. Defaults to `0.995`.
+        momentum: float, MAN's EMA momentum: after each step the momentum
+            copy's weights become `momentum * copy + (1 - momentum) *
+            layer` (the layer's weights before the step's update); they
+            start equal to the layer's. Defaults to `0.995`.
         remat: bool, rematerialise each module but the last: its forward
             pass keeps no activations, its auxiliary network's loss gives
             the gradient at the module's output, then the module is run
@@ -384,6 +388,7 @@ class LocalLossModel(LocalModel):
             ]
             self.auxiliary_networks = nets
             if self.auxiliary == "man":
+                self._set_man_sources()
                 for k in range(self.num_modules - 1):
                     for src, dst in self._ema_pairs(k):
                         dst.assign(np.array(ops.convert_to_numpy(src)))
@@ -500,14 +505,36 @@ class LocalLossModel(LocalModel):
         elif self.auxiliary == "auglocal":
             out = self._auglocal_body(inp, k)
         else:  # man
-            nxt = self._module_list.value[k + 1]
-            ema = keras.models.clone_model(nxt)
-            ema.name = f"ema_module_{k + 1}"
-            ema.trainable = False
-            h = LearnableBias(name=f"aux{k}_bias")(inp)
-            h = ema(h)
-            out = h if k + 1 == self.num_modules - 1 else self._head(h, k)
+            out = self._man_body(inp, k)
         return keras.Model(inp, out, name=f"auxiliary_{k}")
+
+    def _man_body(self, inp, k):
+        """MAN's auxiliary network: the next layer (the first AugLocal unit
+        after module k, e.g. the next residual block) twice, summed: a
+        momentum copy whose weights follow that layer's (non-trainable,
+        BatchNorm on batch statistics) and a trainable, freshly
+        initialised copy, the "learnable bias"; then the DGL head. Where
+        the next layer is the network's head, the two copies' pre-activation
+        outputs are summed and the output activation applied."""
+        units = self.auglocal_units(k)
+        unit, is_head = units[0], len(units) == 1
+        act = self._output_activation() if is_head else None
+        momentum_copy = _clone_unit(
+            unit, f"aux{k}_momentum", frozen=True, linear_output=bool(act)
+        )
+        momentum_copy.trainable = False
+        bias_copy = _clone_unit(
+            unit, f"aux{k}_learnable_bias", frozen=False,
+            linear_output=bool(act),
+        )
+        h = keras.layers.Add(name=f"aux{k}_sum")(
+            [bias_copy(inp), momentum_copy(inp)]
+        )
+        if not is_head:
+            return self._head(h, k)
+        if act:
+            h = keras.layers.Activation(act, name=f"aux{k}_activation")(h)
+        return h
 
     def auglocal_units(self, k):
         """The later layers of module k as AugLocal counts them: sub-models
@@ -572,11 +599,28 @@ class LocalLossModel(LocalModel):
             h = copy(h)
         return h
 
+    def _set_man_sources(self):
+        self._man_sources = _Untracked([
+            self.auglocal_units(k)[0].weights
+            for k in range(self.num_modules - 1)
+        ])
+
     def _ema_pairs(self, k):
-        """(source variable of module k+1, its EMA copy) pairs."""
-        src = self._module_list.value[k + 1].weights
-        dst = self.auxiliary_networks[k].get_layer(f"ema_module_{k + 1}").weights
-        return list(zip(src, dst))
+        """(trainable variable of the layer after module k, its momentum
+        copy) pairs. Like MAN's reference, only the weights the optimizer
+        trains are averaged; the copy's BatchNorm normalises with batch
+        statistics, so its moving statistics are not used."""
+        src = self._man_sources.value[k]
+        copy = self.auxiliary_networks[k].get_layer(f"aux{k}_momentum")
+        pairs = [(s, d) for s, d in zip(src, copy.weights) if s.trainable]
+        if len(src) != len(copy.weights) or any(
+            tuple(s.shape) != tuple(d.shape) for s, d in pairs
+        ):
+            raise RuntimeError(
+                f"MAN's momentum copy of module {k}'s next layer does not "
+                f"match it: {len(copy.weights)} weights for {len(src)}."
+            )
+        return pairs
 
     # ------------------------------------------------------------------ #
     def call(self, x, training=False):
@@ -843,6 +887,51 @@ class LocalLossModel(LocalModel):
 
 
 # ---------------------------------------------------------------------- #
+class _BatchStatisticsNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization for MAN's momentum copy, whose weights are set
+    from outside: in training it normalises with the batch's statistics,
+    frozen or not (a frozen Keras BatchNormalization would use its moving
+    statistics), as the reference's copy does in PyTorch's train mode. It
+    updates no moving statistics."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not training or self.trainable or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        dtype = keras.backend.result_type(inputs.dtype, "float32")
+        x = ops.cast(inputs, dtype)
+        axis = self.axis % len(x.shape)
+        axes = [i for i in range(len(x.shape)) if i != axis]
+        mean, variance = ops.moments(x, axes=axes)
+        out = ops.batch_normalization(
+            x, mean, variance, axis=axis,
+            offset=ops.cast(self.beta, dtype) if self.center else None,
+            scale=ops.cast(self.gamma, dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(out, self.compute_dtype)
+
+
+def _clone_unit(unit, name, frozen, linear_output):
+    """A freshly initialised copy of `unit` (a sub-model of the network).
+    `frozen`: its BatchNormalization layers use batch statistics in training
+    even when not trainable. `linear_output`: the layer making the unit's
+    output loses its activation (MAN's two copies of the network's head are
+    summed before it)."""
+    out_layer = unit.outputs[0]._keras_history[0]
+
+    def clone(layer):
+        config = layer.get_config()
+        if linear_output and layer is out_layer:
+            config["activation"] = "linear"
+        if frozen and type(layer) is keras.layers.BatchNormalization:
+            return _BatchStatisticsNormalization.from_config(config)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(unit, clone_function=clone, recursive=True)
+    copy.name = name
+    return copy
+
+
 def _infopro_lambdas(value):
     """`(l1, l2)` or `((l1_first, l2_first), (l1_last, l2_last))` as
     tuples of floats; a `ValueError` otherwise."""
