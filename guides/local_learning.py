@@ -162,7 +162,7 @@ reconstruction term; AugLocal and MAN make the auxiliary network look like
 the rest of the network, which is what closes most of the gap to
 backpropagation in their papers. AugLocal's and MAN's auxiliary networks
 are copies of later blocks, so a module and its auxiliary network together
-hold about two blocks' activations; `remat=True` runs each module once
+hold two or more blocks' activations; `remat=True` runs each module once
 more for its backward pass instead, so the two are never held together
 (the trade gradient checkpointing makes; gradients are unchanged). See
 `benchmarks/local_learning.py` for the memory and accuracy comparison.

@@ -516,8 +516,7 @@ class LocalLossModel(LocalModel):
         initialised copy, the "learnable bias"; then the DGL head. Where
         the next layer is the network's head, the two copies' pre-activation
         outputs are summed and the output activation applied."""
-        units = self.auglocal_units(k)
-        unit, is_head = units[0], len(units) == 1
+        unit, is_head = self._next_unit(k)
         act = self._output_activation() if is_head else None
         momentum_copy = _clone_unit(
             unit, f"aux{k}_momentum", frozen=True, linear_output=bool(act)
@@ -599,10 +598,16 @@ class LocalLossModel(LocalModel):
             h = copy(h)
         return h
 
+    def _next_unit(self, k):
+        """The first AugLocal unit after module k (a sub-model sharing the
+        network's layers) and whether it is the network's head."""
+        tensors, bounds = self._auglocal_unit_bounds(k)
+        a, b = bounds[0]
+        return keras.Model(tensors[a], tensors[b]), len(bounds) == 1
+
     def _set_man_sources(self):
         self._man_sources = _Untracked([
-            self.auglocal_units(k)[0].weights
-            for k in range(self.num_modules - 1)
+            self._next_unit(k)[0].weights for k in range(self.num_modules - 1)
         ])
 
     def _ema_pairs(self, k):
