@@ -33,6 +33,11 @@ if not os.environ.get(data_path.ENVIRONMENT_VARIABLE) and os.path.isdir(DEFAULT_
     os.environ[data_path.ENVIRONMENT_VARIABLE] = DEFAULT_DATA_DIR
 
 
+def to_numpy(tensor):
+    """A backend tensor (or anything `keras.ops` takes) as a NumPy array."""
+    return keras.ops.convert_to_numpy(tensor)
+
+
 def require_data(filename):
     """Path of a real data file; skips (fails under CI) when it is missing."""
     try:

@@ -15,6 +15,7 @@ from keras_local.rules.portable_random import portable_randint
 from tests import ff_reference as ref
 from tests.conftest import BACKEND
 from tests.conftest import require_data
+from tests.conftest import to_numpy
 
 
 def _model(widths=(8, 6), num_classes=3, **kwargs):
@@ -26,46 +27,42 @@ def _data(rng, n=32, d=10, k=3):
     return rng.random((n, d)).astype("float32"), rng.integers(0, k, n).astype("int32")
 
 
-def _np(t):
-    return ops.convert_to_numpy(t)
-
-
 # ---------------------------------------------------------------- math
 def test_goodness_and_losses_match_numpy(rng):
     h = rng.normal(size=(4, 7)).astype("float32")
-    np.testing.assert_allclose(_np(ff.goodness(h)), np.mean(h**2, 1), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(ff.goodness(h)), np.mean(h**2, 1), rtol=1e-6)
     g_pos, g_neg = rng.random(5).astype("float32") * 4, rng.random(5).astype("float32") * 4
     np.testing.assert_allclose(
-        _np(ff.forward_forward_loss(g_pos, g_neg, 2.0)),
+        to_numpy(ff.forward_forward_loss(g_pos, g_neg, 2.0)),
         ref.softplus(2.0 - g_pos) + ref.softplus(g_neg - 2.0), rtol=1e-5,
     )
     np.testing.assert_allclose(
-        _np(ff.forward_forward_loss(g_pos, g_neg, loss="symba", alpha=3.0)),
+        to_numpy(ff.forward_forward_loss(g_pos, g_neg, loss="symba", alpha=3.0)),
         ref.softplus(-3.0 * (g_pos - g_neg)), rtol=1e-5,
     )
-    np.testing.assert_allclose(_np(ff.normalize_length(h, "rms")), ref.rms_normalize(h), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(ff.normalize_length(h, "rms")), ref.rms_normalize(h), rtol=1e-5)
     np.testing.assert_allclose(
-        _np(ff.normalize_length(h, "l2")), h / (np.linalg.norm(h, axis=1, keepdims=True) + 1e-4), rtol=1e-5
+        to_numpy(ff.normalize_length(h, "l2")), h / (np.linalg.norm(h, axis=1, keepdims=True) + 1e-4), rtol=1e-5
     )
 
 
 def test_label_embeddings_match_numpy(rng):
     x = rng.random((4, 6)).astype("float32")
     labels = np.array([0, 2, 1, 2])
-    np.testing.assert_allclose(_np(ff.embed_label(x, labels, 3, "overlay", 2.0)), ref.overlay(x, labels, 3, 2.0))
-    appended = _np(ff.embed_label(x, labels, 3, "append"))
+    np.testing.assert_allclose(to_numpy(ff.embed_label(x, labels, 3, "overlay", 2.0)), ref.overlay(x, labels, 3, 2.0))
+    appended = to_numpy(ff.embed_label(x, labels, 3, "append"))
     np.testing.assert_allclose(appended, np.concatenate([x, np.eye(3)[labels]], 1))
 
 
 def test_portable_draws_match_numpy_and_negatives_are_wrong():
     seed = np.array([3, 11])
     np.testing.assert_array_equal(
-        _np(portable_randint(ops.convert_to_tensor(seed, "int32"), (50,), 7)), ref.hash_randint(seed, 50, 7)
+        to_numpy(portable_randint(ops.convert_to_tensor(seed, "int32"), (50,), 7)), ref.hash_randint(seed, 50, 7)
     )
     labels = np.tile(np.arange(10), 100).astype("int32")
     seen = set()
     for s in range(5):
-        neg = _np(ff.random_wrong_labels(labels, 10, ops.convert_to_tensor([0, s], "int32")))
+        neg = to_numpy(ff.random_wrong_labels(labels, 10, ops.convert_to_tensor([0, s], "int32")))
         assert np.all(neg != labels) and neg.min() >= 0 and neg.max() < 10
         seen |= set(zip(labels.tolist(), neg.tolist()))
     assert len(seen) == 90  # every wrong label is reachable
@@ -73,7 +70,7 @@ def test_portable_draws_match_numpy_and_negatives_are_wrong():
 
 def test_hardest_wrong_label():
     scores = np.array([[5.0, 4.0, 1.0], [0.0, 1.0, 3.0]], "float32")
-    np.testing.assert_array_equal(_np(ff.hardest_wrong_labels(scores, np.array([0, 1]))), [1, 2])
+    np.testing.assert_array_equal(to_numpy(ff.hardest_wrong_labels(scores, np.array([0, 1]))), [1, 2])
 
 
 # ------------------------------------------------- the update itself
@@ -95,14 +92,14 @@ def test_update_matches_numpy_reference_on_every_backend(rng):
     for block, (w, b) in zip(model.blocks, weights):
         block.set_weights([w.astype("float32"), b.astype("float32")])
     grads, _, loss, _, logs = _one_step(model, x, y)
-    seed = _np(model.step_seed_generator.state.value)
+    seed = to_numpy(model.step_seed_generator.state.value)
     negatives = (y + 1 + ref.hash_randint(seed, len(y), 2)) % 3
     expected = ref.ff_step(weights, x.astype("float64"), y, negatives, 3)
     for i, (block_loss, dw, db) in enumerate(expected):
-        np.testing.assert_allclose(_np(grads[2 * i]), dw, atol=1e-5, rtol=1e-4)
-        np.testing.assert_allclose(_np(grads[2 * i + 1]), db, atol=1e-5, rtol=1e-4)
-        np.testing.assert_allclose(_np(logs[f"block_{i}_loss"]), block_loss, rtol=1e-5)
-    np.testing.assert_allclose(_np(loss), sum(e[0] for e in expected), rtol=1e-5)
+        np.testing.assert_allclose(to_numpy(grads[2 * i]), dw, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(to_numpy(grads[2 * i + 1]), db, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(to_numpy(logs[f"block_{i}_loss"]), block_loss, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(loss), sum(e[0] for e in expected), rtol=1e-5)
 
 
 def test_locality_later_blocks_do_not_change_earlier_updates(rng):
@@ -113,8 +110,8 @@ def test_locality_later_blocks_do_not_change_earlier_updates(rng):
     last.set_weights([w + rng.normal(size=w.shape).astype("float32") for w in last.get_weights()])
     second, _, _, _, _ = _one_step(model, x, y)
     for a, b in zip(first[:2], second[:2]):
-        np.testing.assert_array_equal(_np(a), _np(b))
-    assert not np.allclose(_np(first[2]), _np(second[2]))
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert not np.allclose(to_numpy(first[2]), to_numpy(second[2]))
 
 
 def test_block_gradients_equal_summed_loss_with_stop_gradient(rng):
@@ -136,7 +133,7 @@ def test_block_gradients_equal_summed_loss_with_stop_gradient(rng):
 
     _, reference = backend.value_and_grad(summed)(tv)
     for a, b in zip(grads, reference):
-        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-5, atol=1e-7)
 
 
 # ------------------------------------------------------ Keras workflows

@@ -9,10 +9,7 @@ from keras import ops
 from keras_local import ForwardForwardModel
 from keras_local.rules import forward_forward as ff
 from tests import ff_reference as ref
-
-
-def _np(t):
-    return ops.convert_to_numpy(t)
+from tests.conftest import to_numpy
 
 
 def _np_class_goodness(h, k, reduction="mean"):
@@ -29,26 +26,26 @@ def test_channelwise_goodness_matches_numpy(rng):
     h = rng.normal(size=(3, 4, 5, 6)).astype("float32")  # 6 channels, 3 classes
     for reduction in ("mean", "sum"):
         np.testing.assert_allclose(
-            _np(ff.channelwise_goodness(h, 3, reduction)), _np_class_goodness(h, 3, reduction), rtol=1e-5
+            to_numpy(ff.channelwise_goodness(h, 3, reduction)), _np_class_goodness(h, 3, reduction), rtol=1e-5
         )
     dense = rng.normal(size=(4, 8)).astype("float32")
     expected = np.stack([np.mean(dense[:, 2 * k: 2 * k + 2] ** 2, axis=1) for k in range(4)], axis=1)
-    np.testing.assert_allclose(_np(ff.channelwise_goodness(dense, 4)), expected, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(ff.channelwise_goodness(dense, 4)), expected, rtol=1e-5)
 
 
 def test_channelwise_losses_match_numpy(rng):
     g = rng.random((5, 4)).astype("float32") * 3
     y = np.array([0, 3, 1, 1, 2])
     competitive = -_np_log_softmax(g.astype("float64"))[np.arange(5), y]
-    np.testing.assert_allclose(_np(ff.channelwise_loss(g, y, loss="competitive")), competitive, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(ff.channelwise_loss(g, y, loss="competitive")), competitive, rtol=1e-5)
     g_pos = g[np.arange(5), y]
     g_neg = (g.sum(1) - g_pos) / 3
     np.testing.assert_allclose(
-        _np(ff.channelwise_loss(g, y, 2.0, "softplus")),
+        to_numpy(ff.channelwise_loss(g, y, 2.0, "softplus")),
         ref.softplus(2.0 - g_pos) + ref.softplus(g_neg - 2.0), rtol=1e-5,
     )
     np.testing.assert_allclose(
-        _np(ff.channelwise_loss(g, y, loss="symba", alpha=3.0)), ref.softplus(-3.0 * (g_pos - g_neg)), rtol=1e-5
+        to_numpy(ff.channelwise_loss(g, y, loss="symba", alpha=3.0)), ref.softplus(-3.0 * (g_pos - g_neg)), rtol=1e-5
     )
 
 
@@ -96,12 +93,12 @@ def test_update_matches_numpy_reference(rng):
     grads, _, loss, scores, logs = _one_step(model, x, y)
     expected = _np_competitive_step(weights, x.astype("float64"), y, 3)
     for i, (block_loss, dw, db) in enumerate(expected):
-        np.testing.assert_allclose(_np(grads[2 * i]), dw, atol=1e-5, rtol=1e-4)
-        np.testing.assert_allclose(_np(grads[2 * i + 1]), db, atol=1e-5, rtol=1e-4)
-        np.testing.assert_allclose(_np(logs[f"block_{i}_loss"]), block_loss, rtol=1e-5)
-    np.testing.assert_allclose(_np(loss), sum(e[0] for e in expected), rtol=1e-5)
+        np.testing.assert_allclose(to_numpy(grads[2 * i]), dw, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(to_numpy(grads[2 * i + 1]), db, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(to_numpy(logs[f"block_{i}_loss"]), block_loss, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(loss), sum(e[0] for e in expected), rtol=1e-5)
     # The train-step scores are the prediction's: summed class goodness.
-    np.testing.assert_allclose(_np(scores), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(scores), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_locality_later_blocks_do_not_change_earlier_updates(rng):
@@ -113,8 +110,8 @@ def test_locality_later_blocks_do_not_change_earlier_updates(rng):
     last.set_weights([w + rng.normal(size=w.shape).astype("float32") for w in last.get_weights()])
     second = _one_step(model, x, y)[0]
     for a, b in zip(first[:2], second[:2]):
-        np.testing.assert_array_equal(_np(a), _np(b))
-    assert not np.allclose(_np(first[2]), _np(second[2]))
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert not np.allclose(to_numpy(first[2]), to_numpy(second[2]))
 
 
 def _conv_bn_block(filters, pool):
@@ -137,7 +134,7 @@ def test_conv_batchnorm_fit_predict_save_load_resume(rng, tmp_path):
     for name in ("block_1_loss", "block_1_positive_goodness", "accuracy", "val_accuracy"):
         assert name in history.history
     bn = model.blocks[0].layers[-1]
-    assert not np.allclose(_np(bn.moving_mean), 0.0)  # BN state follows training
+    assert not np.allclose(to_numpy(bn.moving_mean), 0.0)  # BN state follows training
     scores = model.predict(x, verbose=0)
     assert scores.shape == (32, 3)
     model.save(tmp_path / "cwc.keras")
@@ -186,7 +183,7 @@ def test_scored_blocks_predicts_from_the_top_blocks_only(rng):
     h = model.blocks[0](ff.normalize_length(ops.convert_to_tensor(x)))
     top = model.blocks[1](ff.normalize_length(h))
     np.testing.assert_allclose(
-        model.predict(x, verbose=0), _np_class_goodness(_np(top), 3), rtol=1e-5, atol=1e-7
+        model.predict(x, verbose=0), _np_class_goodness(to_numpy(top), 3), rtol=1e-5, atol=1e-7
     )
     for bad in ({"scored_blocks": 0}, {"scored_blocks": 3}, {"scored_blocks": 1, "skip_first_block": True}):
         with pytest.raises(ValueError, match="scored_blocks"):

@@ -9,10 +9,7 @@ from keras import ops
 from keras_local import ForwardForwardModel
 from keras_local.rules import forward_forward as ff
 from tests import ff_reference as ref
-
-
-def _np(t):
-    return ops.convert_to_numpy(t)
+from tests.conftest import to_numpy
 
 
 def _conv_model(**kwargs):
@@ -29,8 +26,8 @@ def test_image_label_overlay_and_channels_match_numpy(rng):
     expected = x.copy().reshape(2, 20, 2)
     expected[:, :3, :] = 0.0
     expected[np.arange(2), labels, :] = 1.5
-    np.testing.assert_allclose(_np(ff.embed_label(x, labels, 3, "overlay", 1.5)), expected.reshape(2, 4, 5, 2))
-    appended = _np(ff.embed_label(x, labels, 3, "append"))
+    np.testing.assert_allclose(to_numpy(ff.embed_label(x, labels, 3, "overlay", 1.5)), expected.reshape(2, 4, 5, 2))
+    appended = to_numpy(ff.embed_label(x, labels, 3, "append"))
     assert appended.shape == (2, 4, 5, 5)
     np.testing.assert_allclose(appended[..., :2], x)
     np.testing.assert_allclose(appended[..., 2:], np.broadcast_to(np.eye(3)[labels][:, None, None, :], (2, 4, 5, 3)))
@@ -38,10 +35,10 @@ def test_image_label_overlay_and_channels_match_numpy(rng):
 
 def test_conv_goodness_and_normalisation_over_all_units(rng):
     h = rng.normal(size=(3, 4, 4, 2)).astype("float32")
-    np.testing.assert_allclose(_np(ff.goodness(h)), np.mean(h**2, axis=(1, 2, 3)), rtol=1e-6)
-    np.testing.assert_allclose(_np(ff.goodness(h, "sum")), np.sum(h**2, axis=(1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(ff.goodness(h)), np.mean(h**2, axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(ff.goodness(h, "sum")), np.sum(h**2, axis=(1, 2, 3)), rtol=1e-5)
     flat = ref.rms_normalize(h.reshape(3, -1)).reshape(h.shape)
-    np.testing.assert_allclose(_np(ff.normalize_length(h)), flat, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(ff.normalize_length(h)), flat, rtol=1e-5)
 
 
 def test_peer_normalisation_equals_its_formula(rng):
@@ -49,8 +46,8 @@ def test_peer_normalisation_equals_its_formula(rng):
     running = rng.random(4).astype("float32")
     loss, new_mean = ff.peer_normalization(h, running, momentum=0.8)
     expected_mean = 0.8 * running + 0.2 * h.mean(axis=(0, 1, 2))
-    np.testing.assert_allclose(_np(new_mean), expected_mean, rtol=1e-5)
-    np.testing.assert_allclose(_np(loss), np.mean((expected_mean.mean() - expected_mean) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(new_mean), expected_mean, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(loss), np.mean((expected_mean.mean() - expected_mean) ** 2), rtol=1e-5)
 
 
 def test_peer_normalisation_updates_the_running_means_in_fit(rng):
@@ -64,7 +61,7 @@ def test_peer_normalisation_updates_the_running_means_in_fit(rng):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     # One step from zeros: r = 0.5 * 0 + 0.5 * mean(positive activity).
     np.testing.assert_allclose(
-        _np(model.running_means[0].value), 0.5 * _np(ops.mean(out, axis=(0, 1, 2))), rtol=1e-4, atol=1e-6
+        to_numpy(model.running_means[0].value), 0.5 * to_numpy(ops.mean(out, axis=(0, 1, 2))), rtol=1e-4, atol=1e-6
     )
 
 
@@ -83,7 +80,7 @@ def test_conv_fit_predict_save_load(rng, tmp_path):
     model.save(tmp_path / "conv.keras")
     loaded = keras.models.load_model(tmp_path / "conv.keras")
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
-    np.testing.assert_array_equal(_np(model.running_means[1].value), _np(loaded.running_means[1].value))
+    np.testing.assert_array_equal(to_numpy(model.running_means[1].value), to_numpy(loaded.running_means[1].value))
 
 
 def test_image_smaller_than_the_label_overlay_is_rejected():

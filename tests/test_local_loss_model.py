@@ -13,6 +13,7 @@ from keras_local.rules import local_learning as ll
 from tests.conftest import BACKEND
 from tests.conftest import ROOT
 from tests.conftest import require_data
+from tests.conftest import to_numpy
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -605,10 +606,6 @@ def test_man_ema_matches_formula(rng):
     assert all(s.trainable for s, _ in pairs)
 
 
-def _np(t):
-    return keras.ops.convert_to_numpy(t)
-
-
 def test_man_auxiliary_network_is_the_next_block_twice_then_the_head(rng):
     """MAN's reference (`networks/resnetInfoPro_MAN.py`): `y = LB(x) +
     EMA(x)`, both copies of the next module's first block: LB trainable
@@ -631,18 +628,18 @@ def test_man_auxiliary_network_is_the_next_block_twice_then_the_head(rng):
         ]
     assert not momentum.trainable_weights
     assert len(bias.trainable_weights) == len(block.trainable_weights)
-    assert not np.allclose(_np(bias.get_layer("b0_c1").kernel),
-                           _np(net.get_layer("b0_c1").kernel))
-    h = _np(model.modules[0](x))
-    with_batch_statistics = _np(block(h, training=True))
-    np.testing.assert_allclose(_np(momentum(h, training=True)),
+    assert not np.allclose(to_numpy(bias.get_layer("b0_c1").kernel),
+                           to_numpy(net.get_layer("b0_c1").kernel))
+    h = to_numpy(model.modules[0](x))
+    with_batch_statistics = to_numpy(block(h, training=True))
+    np.testing.assert_allclose(to_numpy(momentum(h, training=True)),
                                with_batch_statistics, rtol=1e-5, atol=1e-5)
     assert not np.allclose(with_batch_statistics,
-                           _np(block(h, training=False)), atol=1e-3)
+                           to_numpy(block(h, training=False)), atol=1e-3)
     summed = keras.Model(aux.inputs[0], aux.get_layer("aux0_sum").output)
     np.testing.assert_allclose(
-        _np(summed(h, training=True)),
-        with_batch_statistics + _np(bias(h, training=True)),
+        to_numpy(summed(h, training=True)),
+        with_batch_statistics + to_numpy(bias(h, training=True)),
         rtol=1e-5, atol=1e-5,
     )
     assert aux.layers[-1].name == "aux0_dense"  # then the DGL head
@@ -660,12 +657,12 @@ def test_man_next_to_the_head_sums_logits_before_the_activation(rng):
     model.build(x.shape)
     aux = model.auxiliary_networks[0]
     bias = aux.get_layer("aux0_learnable_bias").layers[-1]
-    h = _np(model.modules[0](x))
-    logits = (h @ _np(blocks[1].kernel) + _np(blocks[1].bias)
-              + h @ _np(bias.kernel) + _np(bias.bias))
+    h = to_numpy(model.modules[0](x))
+    logits = (h @ to_numpy(blocks[1].kernel) + to_numpy(blocks[1].bias)
+              + h @ to_numpy(bias.kernel) + to_numpy(bias.bias))
     expected = np.exp(logits - logits.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
-    np.testing.assert_allclose(_np(aux(h)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(aux(h)), expected, rtol=1e-5, atol=1e-6)
 
 
 def _reference_depth(k, num_modules, max_depth, coefficient):
