@@ -59,7 +59,7 @@ from keras_local.models.checkpointed_backprop_model import (
 from keras_local.models.local_loss_model import LocalLossModel
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-LOCAL_RULES = ("dgl", "infopro", "auglocal", "man")
+LOCAL_RULES = ("dgl", "infopro", "auglocal", "man", "man_infopro")
 # CIFAR-10 per-channel mean and standard deviation (of the 0-1 images).
 MEAN = np.array([0.4914, 0.4822, 0.4465], "float32")
 STD = np.array([0.2470, 0.2435, 0.2616], "float32")
@@ -109,7 +109,12 @@ def make_model(rule, k, args):
         # Backprop with gradient checkpointing at the same module
         # boundaries as the local rules: their fair memory baseline.
         return CheckpointedBackpropModel(net, seed=0, **split)
-    if rule == "infopro":
+    head = {}
+    if rule == "man_infopro":
+        # MAN with InfoPro's classifier and decoder (the MAN paper's
+        # InfoPro+MAN).
+        rule, head = "man", {"man_head": "infopro"}
+    if head or rule == "infopro":
         # The reference decoder: sigmoid + binary cross-entropy against the
         # image before standardisation.
         split.update(
@@ -120,7 +125,8 @@ def make_model(rule, k, args):
             infopro_input_mean=MEAN.tolist(),
             infopro_input_std=STD.tolist(),
         )
-    return LocalLossModel(net, auxiliary=rule, remat=remat, seed=0, **split)
+    return LocalLossModel(net, auxiliary=rule, remat=remat, seed=0, **split,
+                          **head)
 
 
 # ---------------------------------------------------------------------- #

@@ -30,7 +30,8 @@ of four papers:
   modules at the rate `pyramid_coefficient` sets (Ma et al.).
 - `"man"`: the next residual block twice, outputs summed: a momentum (EMA)
   copy that follows its weights, and a trainable copy, the "learnable
-  bias"; then the DGL classifier (Su et al.).
+  bias"; then the DGL classifier (Su et al.), or InfoPro's classifier and
+  decoder with `man_head="infopro"` (the MAN paper's InfoPro+MAN).
 
 ## Setup
 """

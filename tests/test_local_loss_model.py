@@ -69,6 +69,14 @@ def small_resnet(blocks=3, size=8, classes=4):
     return keras.Model(inp, out)
 
 
+def auxiliary_options(name):
+    """Constructor arguments of an auxiliary type; `"man_infopro"` is MAN
+    with InfoPro's head."""
+    if name == "man_infopro":
+        return {"auxiliary": "man", "man_head": "infopro"}
+    return {"auxiliary": name}
+
+
 def data(rng, n=16, size=8, classes=4):
     x = rng.normal(size=(n, size, size, 3)).astype("float32")
     y = rng.integers(0, classes, size=(n,))
@@ -399,6 +407,22 @@ def test_infopro_statistics_of_the_wrong_length_are_rejected(rng):
         model.train_on_batch(x, y)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"auxiliary": "man", "man_head": "auglocal"},
+         "Unknown `man_head`.*Received: man_head='auglocal'"),
+        ({"auxiliary": "dgl", "man_head": "infopro"},
+         "Received: man_head='infopro' with auxiliary='dgl'"),
+        ({"auxiliary": "man", "infopro_reconstruction": "binary_crossentropy"},
+         "auxiliary='man'"),
+    ],
+)
+def test_bad_man_head_options_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LocalLossModel(small_resnet(), num_modules=2, **kwargs)
+
+
 def test_non_bool_remat_is_rejected():
     with pytest.raises(TypeError, match="Received: remat='yes'"):
         LocalLossModel(small_resnet(), num_modules=2, remat="yes")
@@ -469,7 +493,7 @@ def test_modules_free_their_activations_on_jax():
     assert sizes["local"] < 0.5 * sizes["backprop"], sizes
 
 
-@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])
+@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man", "man_infopro"])
 def test_remat_gives_the_same_step(rng, auxiliary):
     """`remat=True` recomputes each module for its backward pass: the
     weights, BatchNorm statistics and logs after a step are those of the
@@ -479,9 +503,8 @@ def test_remat_gives_the_same_step(rng, auxiliary):
     for remat in (False, True):
         keras.utils.set_random_seed(0)
         net = _bn_dropout_l2_net()
-        model = compiled(LocalLossModel(net, num_modules=3,
-                                        auxiliary=auxiliary, remat=remat,
-                                        seed=0))
+        model = compiled(LocalLossModel(net, num_modules=3, remat=remat,
+                                        seed=0, **auxiliary_options(auxiliary)))
         model.build(x.shape)
         if remat:
             model.set_weights(start)
@@ -549,11 +572,10 @@ def test_remat_lowers_step_memory_on_jax(auxiliary):
         assert sizes[True] < checkpointed < sizes[False], (sizes, checkpointed)
 
 
-@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man"])
+@pytest.mark.parametrize("auxiliary", ["dgl", "infopro", "auglocal", "man", "man_infopro"])
 def test_locality(rng, auxiliary):
-    model = compiled(
-        LocalLossModel(small_resnet(), num_modules=3, auxiliary=auxiliary)
-    )
+    model = compiled(LocalLossModel(small_resnet(), num_modules=3,
+                                    **auxiliary_options(auxiliary)))
     x, y = data(rng)
     model.build(x.shape)
     initial = [
@@ -643,6 +665,37 @@ def test_man_auxiliary_network_is_the_next_block_twice_then_the_head(rng):
         rtol=1e-5, atol=1e-5,
     )
     assert aux.layers[-1].name == "aux0_dense"  # then the DGL head
+
+
+def test_man_with_infopro_head_reads_the_summed_copies(rng):
+    """`man_head="infopro"` (the MAN paper's InfoPro+MAN): InfoPro's
+    classifier and decoder both read `LB(x) + EMA(x)`; next to the
+    network's head, the decoder reads the module's output."""
+    x, _ = data(rng)
+    model = LocalLossModel(small_resnet(), num_modules=4, auxiliary="man",
+                           man_head="infopro", seed=0)
+    model.build(x.shape)
+    # Modules 0 and 1 are followed by a residual block (a feature map);
+    # module 2 by the last block and the global pooling (a vector), where
+    # InfoPro's classifier and decoder are their dense forms.
+    readers = [{"aux0_conv", "aux0_decoder_hidden"},
+               {"aux1_conv", "aux1_decoder_hidden"},
+               {"aux2_dense", "aux2_dflat"}]
+    for k, aux in enumerate(model.auxiliary_networks):
+        pred, rec = aux.outputs
+        assert tuple(pred.shape) == (None, 4)
+        assert tuple(rec.shape) == (None, 8, 8, 3)
+        summed = aux.get_layer(f"aux{k}_sum").output
+        assert {l.name for l in aux.layers[1:] if l.input is summed} == readers[k]
+    # Only the last block left after the cut: the next layer is the head.
+    last = LocalLossModel(small_resnet(), cuts=["b2_out"], auxiliary="man",
+                          man_head="infopro", seed=0)
+    last.build(x.shape)
+    aux = last.auxiliary_networks[0]
+    pred, rec = aux.outputs
+    assert pred is aux.get_layer("aux0_sum").output
+    hidden = next(l for l in aux.layers if l.name.startswith("aux0_decoder_hidden"))
+    assert hidden.input is aux.inputs[0]
 
 
 def test_man_next_to_the_head_sums_logits_before_the_activation(rng):
@@ -838,18 +891,24 @@ def test_infopro_lambda_schedule_matches_reference_formula():
     assert ll.infopro_module_lambdas(0, 2, first, last) == first
 
 
-def test_infopro_step_matches_a_hand_computed_loss(rng):
+@pytest.mark.parametrize(
+    "auxiliary", [{"auxiliary": "infopro"},
+                  {"auxiliary": "man", "man_head": "infopro"}],
+    ids=["infopro", "man_infopro"],
+)
+def test_infopro_step_matches_a_hand_computed_loss(rng, auxiliary):
     """Per-module InfoPro losses with the binary cross-entropy decoder, the
     input restored from its standardisation and the reference's lambda
     schedule, against the loss computed from the modules and auxiliary
-    networks called directly and the formula in NumPy."""
+    networks called directly and the formula in NumPy (for InfoPro's own
+    auxiliary networks and for MAN's with InfoPro's head)."""
     x, y = data(rng)
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     schedule = ((5.0, 0.05), (0.2, 0.5))
     model = compiled(LocalLossModel(
-        small_resnet(), num_modules=4, auxiliary="infopro",
+        small_resnet(), num_modules=4,
         infopro_lambdas=schedule, infopro_reconstruction="binary_crossentropy",
-        infopro_input_mean=mean, infopro_input_std=std, seed=0,
+        infopro_input_mean=mean, infopro_input_std=std, seed=0, **auxiliary,
     ))
     model.build(x.shape)
     start = model.get_weights()
@@ -871,6 +930,7 @@ def test_infopro_step_matches_a_hand_computed_loss(rng):
             logs[f"module_{k}_loss"], l1 * bce + l2 * ce, rtol=1e-4
         )
     clone = LocalLossModel.from_config(model.get_config())
+    assert clone.man_head == auxiliary.get("man_head", "dgl")
     assert clone.infopro_lambdas == schedule
     assert clone.infopro_reconstruction == "binary_crossentropy"
     np.testing.assert_allclose(clone.infopro_input_mean, mean)
@@ -934,10 +994,10 @@ def test_evaluate_runs_the_network_alone(rng):
     np.testing.assert_allclose(loss, ref, rtol=1e-5)
 
 
-@pytest.mark.parametrize("auxiliary", ["auglocal", "man"])
+@pytest.mark.parametrize("auxiliary", ["auglocal", "man", "man_infopro"])
 def test_save_load_predict_and_resume(rng, tmp_path, auxiliary):
     model = LocalLossModel(
-        small_resnet(), num_modules=3, auxiliary=auxiliary, seed=3
+        small_resnet(), num_modules=3, seed=3, **auxiliary_options(auxiliary)
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=LOSS)
     x, y = data(rng)

@@ -70,8 +70,8 @@ class LocalLossModel(LocalModel):
             if the map shrank, or a dense layer adapts it), `"man"`
             (MAN: the layer after the module, e.g. the next residual
             block, twice, summed: a momentum copy following its weights
-            and a trainable copy, the learnable bias; then the DGL head)
-            or a callable
+            and a trainable copy, the learnable bias; then the head that
+            `man_head` names) or a callable
             `fn(k, feature_shape, output_shape) -> keras.layers.Layer`.
             Defaults to `"dgl"`.
         auxiliary_depth: int, AugLocal's largest depth: the number of
@@ -107,6 +107,13 @@ class LocalLossModel(LocalModel):
             required for a network with several inputs (e.g. `"image"` of
             an image + metadata network); `None` for one input. Defaults
             to `None`.
+        man_head: `"dgl"` or `"infopro"`: what reads MAN's summed
+            features, the DGL classifier (the MAN++ code's DGL+MAN) or
+            InfoPro's classifier and decoder with the InfoPro loss and its
+            `infopro_*` options (the MAN paper's InfoPro+MAN). Where the
+            layer after the module is the network's head, InfoPro's
+            decoder reads the module's output instead. Only with
+            `auxiliary="man"`. Defaults to `"dgl"`.
         momentum: float, MAN's EMA momentum: after each step the momentum
             copy's weights become `momentum * copy + (1 - momentum) *
             layer` (the layer's weights before the step's update); they
@@ -164,6 +171,7 @@ class LocalLossModel(LocalModel):
         infopro_input_mean=None,
         infopro_input_std=None,
         infopro_target=None,
+        man_head="dgl",
         momentum=0.995,
         remat=False,
         seed=None,
@@ -219,6 +227,18 @@ class LocalLossModel(LocalModel):
                 "neither. Pass e.g. `num_modules=4`, or see "
                 "`LocalLossModel.split_points_of(model)`."
             )
+        if man_head not in ll.MAN_HEADS:
+            raise ValueError(
+                f"Unknown `man_head`. Expected one of {ll.MAN_HEADS}. "
+                f"Received: man_head={man_head!r}"
+            )
+        if man_head != "dgl" and auxiliary != "man":
+            raise ValueError(
+                "`man_head` chooses the head of MAN's auxiliary networks. "
+                f"Received: man_head={man_head!r} with auxiliary="
+                f"{auxiliary!r}. Use auxiliary='man' or drop `man_head`."
+            )
+        uses_infopro = auxiliary == "infopro" or man_head == "infopro"
         lambdas = _infopro_lambdas(infopro_lambdas)
         if infopro_reconstruction not in ll.RECONSTRUCTION_LOSSES:
             raise ValueError(
@@ -229,7 +249,7 @@ class LocalLossModel(LocalModel):
         input_mean, input_std = _input_statistics(
             infopro_input_mean, infopro_input_std
         )
-        if auxiliary != "infopro" and (
+        if not uses_infopro and (
             infopro_reconstruction != "mse" or input_mean is not None
         ):
             raise ValueError(
@@ -237,15 +257,18 @@ class LocalLossModel(LocalModel):
                 "configure InfoPro's decoder. Received: auxiliary="
                 f"{auxiliary!r} with infopro_reconstruction="
                 f"{infopro_reconstruction!r}, infopro_input_mean="
-                f"{infopro_input_mean!r}. Use auxiliary='infopro' or drop them."
+                f"{infopro_input_mean!r}. Use auxiliary='infopro' (or "
+                "auxiliary='man' with man_head='infopro') or drop them."
             )
         if infopro_target is not None and (
-            auxiliary != "infopro" or not isinstance(infopro_target, str)
+            not uses_infopro or not isinstance(infopro_target, str)
         ):
             raise ValueError(
                 "`infopro_target` names the input InfoPro's decoder "
-                "reconstructs: a string, with auxiliary='infopro'. Received: "
-                f"infopro_target={infopro_target!r} with auxiliary={auxiliary!r}."
+                "reconstructs: a string, with auxiliary='infopro' (or "
+                "auxiliary='man' with man_head='infopro'). Received: "
+                f"infopro_target={infopro_target!r} with auxiliary="
+                f"{auxiliary!r}, man_head={man_head!r}."
             )
         if (isinstance(auxiliary_depth, bool)
                 or not isinstance(auxiliary_depth, (int, np.integer))
@@ -279,6 +302,7 @@ class LocalLossModel(LocalModel):
         self.infopro_input_mean = input_mean
         self.infopro_input_std = input_std
         self.infopro_target = infopro_target
+        self.man_head = man_head
         self.momentum = float(momentum)
         self.remat = bool(remat)
         self._graph = None
@@ -316,7 +340,7 @@ class LocalLossModel(LocalModel):
                 f"{len(graph.outputs)} outputs."
             )
         input_names = [t.name for t in graph.inputs]
-        if self.auxiliary == "infopro" and self.infopro_target is None and len(input_names) > 1:
+        if self._uses_infopro and self.infopro_target is None and len(input_names) > 1:
             raise ValueError(
                 "InfoPro's decoder reconstructs one of the network's inputs; "
                 f"this network has {len(input_names)}: {input_names}. "
@@ -369,6 +393,12 @@ class LocalLossModel(LocalModel):
         )
         self._cut_tensors = _Untracked(tensors)
         self._cut_positions = _Untracked(chosen)
+
+    @property
+    def _uses_infopro(self):
+        """Whether the auxiliary networks end in InfoPro's classifier and
+        decoder (and train with InfoPro's loss)."""
+        return self.auxiliary == "infopro" or self.man_head == "infopro"
 
     @property
     def modules(self):
@@ -488,7 +518,9 @@ class LocalLossModel(LocalModel):
         h = keras.layers.Dense(
             int(np.prod(target.shape[1:])), name=f"aux{k}_decoder"
         )(h)
-        return keras.layers.Reshape(tuple(target.shape[1:]))(h)
+        return keras.layers.Reshape(
+            tuple(target.shape[1:]), name=f"aux{k}_reshape"
+        )(h)
 
     def _make_auxiliary(self, k):
         feature = self._cut_tensors.value[k + 1]
@@ -513,9 +545,10 @@ class LocalLossModel(LocalModel):
         after module k, e.g. the next residual block) twice, summed: a
         momentum copy whose weights follow that layer's (non-trainable,
         BatchNorm on batch statistics) and a trainable, freshly
-        initialised copy, the "learnable bias"; then the DGL head. Where
-        the next layer is the network's head, the two copies' pre-activation
-        outputs are summed and the output activation applied."""
+        initialised copy, the "learnable bias"; then the head `man_head`
+        names. Where the next layer is the network's head, the two copies'
+        pre-activation outputs are summed and the output activation applied
+        (InfoPro's decoder then reads the module's output)."""
         unit, is_head = self._next_unit(k)
         act = self._output_activation() if is_head else None
         momentum_copy = _clone_unit(
@@ -530,9 +563,13 @@ class LocalLossModel(LocalModel):
             [bias_copy(inp), momentum_copy(inp)]
         )
         if not is_head:
+            if self.man_head == "infopro":
+                return [self._infopro_head(h, k), self._infopro_decoder(h, k)]
             return self._head(h, k)
         if act:
             h = keras.layers.Activation(act, name=f"aux{k}_activation")(h)
+        if self.man_head == "infopro":
+            return [h, self._infopro_decoder(inp, k)]
         return h
 
     def auglocal_units(self, k):
@@ -738,7 +775,7 @@ class LocalLossModel(LocalModel):
         aux_out, new_a_ntv, losses = aux.stateless_call(
             params, a_ntv, out, training=True, return_losses=True
         )
-        if self.auxiliary == "infopro":
+        if self._uses_infopro:
             pred, rec = aux_out
             loss = ll.infopro_loss(
                 rec, self._reconstruction_target(x),
@@ -872,6 +909,7 @@ class LocalLossModel(LocalModel):
                 "infopro_input_mean": self.infopro_input_mean,
                 "infopro_input_std": self.infopro_input_std,
                 "infopro_target": self.infopro_target,
+                "man_head": self.man_head,
                 "momentum": self.momentum,
                 "remat": self.remat,
             }

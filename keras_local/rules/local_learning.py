@@ -10,6 +10,7 @@ AUXILIARY_TYPES = ("dgl", "infopro", "auglocal", "man")
 
 
 RECONSTRUCTION_LOSSES = ("mse", "binary_crossentropy")
+MAN_HEADS = ("dgl", "infopro")
 
 
 def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
