@@ -238,7 +238,7 @@ class LocalLossModel(LocalModel):
                 f"Received: man_head={man_head!r} with auxiliary="
                 f"{auxiliary!r}. Use auxiliary='man' or drop `man_head`."
             )
-        uses_infopro = auxiliary == "infopro" or man_head == "infopro"
+        uses_infopro = _trains_with_infopro(auxiliary, man_head)
         lambdas = _infopro_lambdas(infopro_lambdas)
         if infopro_reconstruction not in ll.RECONSTRUCTION_LOSSES:
             raise ValueError(
@@ -398,7 +398,7 @@ class LocalLossModel(LocalModel):
     def _uses_infopro(self):
         """Whether the auxiliary networks end in InfoPro's classifier and
         decoder (and train with InfoPro's loss)."""
-        return self.auxiliary == "infopro" or self.man_head == "infopro"
+        return _trains_with_infopro(self.auxiliary, self.man_head)
 
     @property
     def modules(self):
@@ -973,6 +973,12 @@ def _clone_unit(unit, name, frozen, linear_output):
     copy = keras.models.clone_model(unit, clone_function=clone, recursive=True)
     copy.name = name
     return copy
+
+
+def _trains_with_infopro(auxiliary, man_head):
+    """InfoPro's classifier, decoder and loss: InfoPro itself, or MAN with
+    InfoPro's head."""
+    return auxiliary == "infopro" or man_head == "infopro"
 
 
 def _infopro_lambdas(value):
