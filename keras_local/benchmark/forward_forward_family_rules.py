@@ -4,23 +4,13 @@ top-down SF, and physical FF on a simulated black box."""
 import keras
 import numpy as np
 
+from keras_local.benchmark.backprop_rules import compile_rule
+from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
 from keras_local.layers.black_box import BlackBox
 from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
 from keras_local.models.physical_forward_forward_model import PhysicalForwardForwardModel
 from keras_local.models.single_forward_model import SingleForwardModel
-
-
-def _compile(model, spec):
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        metrics=["accuracy"], jit_compile=spec.jit_compile,
-    )
-    return model
-
-
-def _dense_blocks(spec):
-    return [keras.layers.Dense(u, activation="relu") for u in spec.hidden_units]
 
 
 def _flat(spec, name):
@@ -34,18 +24,18 @@ def _flat(spec, name):
 @register_rule("single_forward")
 def build_single_forward(spec):
     _flat(spec, "single-forward")
-    return _compile(SingleForwardModel(
-        _dense_blocks(spec), spec.num_classes, temperature=0.1, seed=spec.seed
-    ), spec)
+    return compile_rule(SingleForwardModel(
+        mlp_layers(spec), spec.num_classes, temperature=0.1, seed=spec.seed
+    ), spec, loss=False)
 
 
 @register_rule("single_forward_topdown")
 def build_single_forward_topdown(spec):
     _flat(spec, "top-down single-forward")
-    return _compile(SingleForwardModel(
-        _dense_blocks(spec), spec.num_classes, rule="sf_topdown",
+    return compile_rule(SingleForwardModel(
+        mlp_layers(spec), spec.num_classes, rule="sf_topdown",
         temperature=0.1, seed=spec.seed,
-    ), spec)
+    ), spec, loss=False)
 
 
 def _physical(spec, drift):
@@ -58,10 +48,10 @@ def _physical(spec, drift):
         )))
         layers.append(keras.layers.Dense(units, activation="relu"))
         dim = units
-    return _compile(PhysicalForwardForwardModel(
+    return compile_rule(PhysicalForwardForwardModel(
         boxes, layers, spec.num_classes, measurement_normalization="layer",
         label_scale=5.0, seed=spec.seed,
-    ), spec)
+    ), spec, loss=False)
 
 
 @register_rule("physical_forward_forward")

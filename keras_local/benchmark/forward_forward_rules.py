@@ -1,7 +1,6 @@
 """Forward-Forward rules for the benchmark."""
 
-import keras
-
+from keras_local.benchmark.backprop_rules import compile_rule
 from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
 from keras_local.models.forward_forward_model import ForwardForwardModel
@@ -16,12 +15,7 @@ def _build(spec, **kwargs):
     model = ForwardForwardModel(
         mlp_layers(spec), num_classes=spec.num_classes, seed=spec.seed, **kwargs
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        metrics=["accuracy"],
-        jit_compile=spec.jit_compile,
-    )
-    return model
+    return compile_rule(model, spec, loss=False)
 
 
 @register_rule("forward_forward")

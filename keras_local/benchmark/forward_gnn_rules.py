@@ -8,8 +8,7 @@ come from `spec.hidden_units` (all layers take `hidden_units[0]` units).
 Accuracy is compiled as a weighted metric so that the mask counts.
 """
 
-import keras
-
+from keras_local.benchmark.backprop_rules import compile_rule
 from keras_local.benchmark.registry import register_rule
 from keras_local.models.forward_gnn_model import ForwardGNNModel
 from keras_local.models.gnn_model import GNNModel
@@ -24,11 +23,7 @@ def _forward(conv, rule):
             num_layers=len(spec.hidden_units), units=int(spec.hidden_units[0]),
             seed=spec.seed,
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(spec.learning_rate),
-            weighted_metrics=["accuracy"], jit_compile=spec.jit_compile,
-        )
-        return model
+        return compile_rule(model, spec, loss=False, weighted=True)
 
     return build
 
@@ -39,12 +34,7 @@ def _backprop(conv):
             spec.num_classes, conv=conv, num_layers=len(spec.hidden_units),
             units=int(spec.hidden_units[0]), dropout=0.5,
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(spec.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=["accuracy"], jit_compile=spec.jit_compile,
-        )
-        return model
+        return compile_rule(model, spec, weighted=True)
 
     return build
 

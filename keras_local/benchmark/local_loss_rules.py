@@ -3,6 +3,7 @@ AugLocal and MAN, on a small ResNet (images) or the shared MLP (vectors)."""
 
 import keras
 
+from keras_local.benchmark.backprop_rules import compile_rule
 from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
 from keras_local.models.local_loss_model import LocalLossModel
@@ -168,17 +169,7 @@ def build_backprop_resnet(spec):
             f"input_shape={spec.input_shape} (data set {spec.dataset!r}); "
             "use `backprop` for vectors."
         )
-    return _compile(network(spec), spec)
-
-
-def _compile(model, spec):
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=spec.jit_compile,
-    )
-    return model
+    return compile_rule(network(spec), spec)
 
 
 def _build(spec, auxiliary, num_modules=4):
@@ -188,7 +179,7 @@ def _build(spec, auxiliary, num_modules=4):
         net, num_modules=min(num_modules, legal + 1), auxiliary=auxiliary,
         seed=spec.seed,
     )
-    return _compile(model, spec)
+    return compile_rule(model, spec)
 
 
 @register_rule("dgl", baseline=_baseline)

@@ -3,6 +3,7 @@ baselines (FA, DFA) for the benchmark."""
 
 import keras
 
+from keras_local.benchmark.backprop_rules import compile_rule
 from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
 from keras_local.layers.feedback_alignment import FeedbackAlignment
@@ -25,23 +26,13 @@ def _blocks(spec, activation=None):
     return flatten + hidden + [keras.layers.Dense(spec.num_classes)]
 
 
-def _compile(model, spec):
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=spec.jit_compile,
-    )
-    return model
-
-
 @register_rule("backprop_tanh", baseline="backprop_tanh")
 def build_backprop_tanh(spec):
     """Plain backprop on DRTP's tanh blocks: its baseline."""
     model = keras.Sequential(
         [keras.Input(spec.input_shape)] + _blocks(spec, activation="tanh")
     )
-    return _compile(model, spec)
+    return compile_rule(model, spec)
 
 
 @register_rule("drtp", baseline="backprop_tanh")
@@ -54,7 +45,7 @@ def build_drtp(spec):
         _blocks(spec, activation="tanh"), num_classes=spec.num_classes,
         rule="drtp", seed=spec.seed,
     )
-    return _compile(model, spec)
+    return compile_rule(model, spec)
 
 
 @register_rule("tpsgd")
@@ -63,7 +54,7 @@ def build_tpsgd(spec):
         _blocks(spec), num_classes=spec.num_classes, rule="tpsgd",
         local_loss="mse", seed=spec.seed,
     )
-    return _compile(model, spec)
+    return compile_rule(model, spec)
 
 
 @register_rule("dfa")
@@ -71,7 +62,7 @@ def build_dfa(spec):
     model = DirectFeedbackAlignmentModel(
         _blocks(spec), num_classes=spec.num_classes, seed=spec.seed
     )
-    return _compile(model, spec)
+    return compile_rule(model, spec)
 
 
 @register_rule("fa")
@@ -82,4 +73,4 @@ def build_fa(spec):
             layer = FeedbackAlignment(layer, seed=spec.seed * 1009 + i)
         layers.append(layer)
     model = keras.Sequential([keras.Input(spec.input_shape)] + layers)
-    return _compile(model, spec)
+    return compile_rule(model, spec)

@@ -3,27 +3,16 @@ forward gradient, on the shared MLP."""
 
 import keras
 
-from keras_local.benchmark.backprop_rules import mlp_layers
+from keras_local.benchmark.backprop_rules import compile_rule
+from keras_local.benchmark.backprop_rules import mlp_classifier
 from keras_local.benchmark.benchmark_spec import scale_learning_rate
 from keras_local.benchmark.registry import register_rule
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 
 
 def _build(spec, optimizer, **kwargs):
-    net = keras.Sequential(
-        [keras.Input(spec.input_shape)]
-        + ([keras.layers.Flatten()] if len(spec.input_shape) > 1 else [])
-        + mlp_layers(spec)
-        + [keras.layers.Dense(spec.num_classes)]
-    )
-    model = ZerothOrderModel(net, seed=spec.seed, **kwargs)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=spec.jit_compile,
-    )
-    return model
+    model = ZerothOrderModel(mlp_classifier(spec), seed=spec.seed, **kwargs)
+    return compile_rule(model, spec, optimizer=optimizer)
 
 
 @register_rule("zo_sgd")
