@@ -4,9 +4,9 @@ top-down SF, and physical FF on a simulated black box."""
 import keras
 import numpy as np
 
-from keras_local.benchmark.backprop_rules import compile_rule
-from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
+from keras_local.benchmark.rule_building import mlp_layers
 from keras_local.layers.black_box import BlackBox
 from keras_local.layers.simulated_physical_system import SimulatedPhysicalSystem
 from keras_local.models.physical_forward_forward_model import PhysicalForwardForwardModel

@@ -1,8 +1,8 @@
 """Forward-Forward rules for the benchmark."""
 
-from keras_local.benchmark.backprop_rules import compile_rule
-from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
+from keras_local.benchmark.rule_building import mlp_layers
 from keras_local.models.forward_forward_model import ForwardForwardModel
 
 

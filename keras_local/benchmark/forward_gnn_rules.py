@@ -8,8 +8,8 @@ come from `spec.hidden_units` (all layers take `hidden_units[0]` units).
 Accuracy is compiled as a weighted metric so that the mask counts.
 """
 
-from keras_local.benchmark.backprop_rules import compile_rule
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
 from keras_local.models.forward_gnn_model import ForwardGNNModel
 from keras_local.models.gnn_model import GNNModel
 from keras_local.rules.forward_gnn import CONVS

@@ -3,9 +3,9 @@ AugLocal and MAN, on a small ResNet (images) or the shared MLP (vectors)."""
 
 import keras
 
-from keras_local.benchmark.backprop_rules import compile_rule
-from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
+from keras_local.benchmark.rule_building import mlp_layers
 from keras_local.models.local_loss_model import LocalLossModel
 
 

@@ -3,9 +3,9 @@ baselines (FA, DFA) for the benchmark."""
 
 import keras
 
-from keras_local.benchmark.backprop_rules import compile_rule
-from keras_local.benchmark.backprop_rules import mlp_layers
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
+from keras_local.benchmark.rule_building import mlp_layers
 from keras_local.layers.feedback_alignment import FeedbackAlignment
 from keras_local.models.direct_feedback_alignment_model import (
     DirectFeedbackAlignmentModel,

@@ -3,10 +3,10 @@ forward gradient, on the shared MLP."""
 
 import keras
 
-from keras_local.benchmark.backprop_rules import compile_rule
-from keras_local.benchmark.backprop_rules import mlp_classifier
 from keras_local.benchmark.benchmark_spec import scale_learning_rate
 from keras_local.benchmark.registry import register_rule
+from keras_local.benchmark.rule_building import compile_rule
+from keras_local.benchmark.rule_building import mlp_classifier
 from keras_local.models.zeroth_order_model import ZerothOrderModel
 
 
