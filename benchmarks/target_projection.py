@@ -125,6 +125,8 @@ def build(rule, blocks, input_shape, args):
             local_loss=args.local_loss if rule == "tpsgd" else None,
             conv_targets=getattr(args, "conv_targets", "feature_map"),
             conv_target_grid=getattr(args, "conv_target_grid", 1),
+            projection_initializer=keras.initializers.RandomUniform(
+                -args.projection_scale, args.projection_scale),
             seed=0,
         )
     elif rule == "dfa":
@@ -249,6 +251,9 @@ def main():
         a.add_argument("--lr", type=float, default=1e-3)
         a.add_argument("--activation", default=activation)
         a.add_argument("--local-loss", default="mse")
+        a.add_argument("--projection-scale", type=float, default=1.0,
+                       help="DRTP/tpSGD targets: projections drawn from "
+                            "U(-s, s) (the model's default: s = 1)")
         a.add_argument("--rules", default=rules)
         a.add_argument("--validation", type=int, default=0,
                        help="evaluate on the last N training examples, not the test set")

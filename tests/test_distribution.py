@@ -120,7 +120,7 @@ _TF_SCRIPT = textwrap.dedent(
             keras.layers.ReLU(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3),
         ])
 
-    def model(rule):
+    def model(rule, jit_compile="auto"):
         if rule in ZO_VARIANTS:
             keras.utils.set_random_seed(0)
             net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
@@ -137,7 +137,8 @@ _TF_SCRIPT = textwrap.dedent(
             m, l = rule_model(rule)
         # ZO-SGD-Cons at a rate where it keeps some steps and rejects others.
         rate = 1.0 if rule == "zo_conservative" else 0.1
-        m.compile(optimizer=keras.optimizers.SGD(rate), loss=l, metrics=["accuracy"])
+        m.compile(optimizer=keras.optimizers.SGD(rate), loss=l, metrics=["accuracy"],
+                  jit_compile=jit_compile)
         return m  # not built: `fit` builds it, in the strategy's scope
 
     def fit(m, xy=(x, y)):
@@ -189,12 +190,28 @@ _TF_SCRIPT = textwrap.dedent(
         trained["keras_batchnorm"], trained["checkpointed_batchnorm"])
 
     # One replica: the same training as without a strategy.
-    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+    one_replica = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with one_replica.scope():
         one = model("local_loss")
     fit(one)
     plain = model("local_loss")
     fit(plain)
     out["one_replica"] = difference(plain.get_weights(), one.get_weights())
+    # XLA, asked for (Keras's "auto" leaves it off under tf.distribute),
+    # compiles the replicated step of each kind of rule and trains as
+    # without a strategy. On two CPU replicas TF's XLA refuses a plain Keras
+    # model too (a variable on another device), so one replica is tested.
+    for rule in ("drtp", "local_loss", "zeroth_order", "auxiliary_dgl"):
+        xy = data(rule)
+        plain = model(rule, jit_compile=True)
+        fit(plain, xy)
+        with one_replica.scope():
+            one = model(rule, jit_compile=True)
+        fit(one, xy)
+        out["xla_" + rule] = {
+            "jit_compile": bool(plain.jit_compile and one.jit_compile),
+            "weights": difference(plain.get_weights(), one.get_weights()),
+        }
 
     # A whole graph per batch cannot be split: refused, saying so.
     graph = graph_batch(rng.normal(size=(12, 5)).astype("float32"),
@@ -254,4 +271,8 @@ def test_tf_distribute_two_replicas_train_as_one_device():
     assert r["auxiliary_infopro"]["weights"] > 1e-4, r["auxiliary_infopro"]
     assert r["keras_batchnorm"]["weights"] > 1e-4, r["keras_batchnorm"]
     assert r["one_replica"] < 1e-6, r
+    for rule in ("drtp", "local_loss", "zeroth_order", "auxiliary_dgl"):
+        xla = r["xla_" + rule]
+        assert xla["jit_compile"] is True, (rule, xla)
+        assert xla["weights"] < (1e-4 if rule == "zeroth_order" else 1e-6), (rule, xla)
     assert r["graph_error"] and "Received: a strategy with 2 replicas" in r["graph_error"], r
