@@ -116,7 +116,7 @@ def hold_out(x, y, xt, yt, args):
     return x[:-n], y[:-n], x[-n:], y[-n:]
 
 
-def build(rule, blocks, input_shape, args):
+def build(rule, blocks, input_shape, args, learning_rate):
     if rule == "backprop":
         model = keras.Sequential([keras.Input(input_shape)] + blocks)
     elif rule in ("drtp", "tpsgd"):
@@ -148,7 +148,7 @@ def build(rule, blocks, input_shape, args):
     else:
         raise ValueError(f"Unknown rule. Expected one of {RULES}. Received: {rule!r}")
     model.compile(
-        optimizer=keras.optimizers.Adam(args.lr),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -159,11 +159,16 @@ def compare(args, make_blocks, data, input_shape):
     (x, y), (xt, yt) = data
     held_out = "validation" if getattr(args, "validation", 0) else "test"
     print(f"backend={keras.backend.backend()} train={len(x)} {held_out}={len(xt)} "
-          f"epochs={args.epochs} batch={args.batch} lr={args.lr}")
+          f"epochs={args.epochs} batch={args.batch} lr={args.lr}"
+          f"{' with cosine decay to 0' if args.cosine else ''}")
     base = None
     for rule in args.rules.split(","):
         keras.utils.set_random_seed(0)
-        model = build(rule, make_blocks(args), input_shape, args)
+        learning_rate = args.lr
+        if args.cosine:
+            steps = args.epochs * -(-len(x) // args.batch)
+            learning_rate = keras.optimizers.schedules.CosineDecay(args.lr, steps)
+        model = build(rule, make_blocks(args), input_shape, args, learning_rate)
         start = time.time()
         progress = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs, rule=rule: print(
@@ -249,6 +254,8 @@ def main():
         a.add_argument("--width", type=int, default=width)
         a.add_argument("--batch", type=int, default=100)
         a.add_argument("--lr", type=float, default=1e-3)
+        a.add_argument("--cosine", action="store_true",
+                       help="decay the learning rate to 0 over the run (cosine)")
         a.add_argument("--activation", default=activation)
         a.add_argument("--local-loss", default="mse")
         a.add_argument("--projection-scale", type=float, default=1.0,

@@ -93,6 +93,10 @@ class TargetProjectionModel(LocalModel):
             projection, e.g. `(256,)`; a mismatch with the block output
             raises a `ValueError` at build. Defaults to `None`.
         projection_initializer: initializer of the projection matrices.
+            DRTP's update uses only the sign of the projected target; under
+            `"tpsgd"` with a regression loss the projected values are the
+            targets themselves, so the scale matters (targets beyond a
+            bounded activation's range push its units to saturate).
             Defaults to `RandomUniform(-1, 1)`.
         seed: int or `None`, seeds the projection matrices. Defaults to
             `None`.
