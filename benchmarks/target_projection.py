@@ -5,6 +5,8 @@ DRTP, tpSGD, FA and DFA against backprop on the same network and epochs.
     kl jax python benchmarks/target_projection.py mnist --epochs 10
     kl jax python benchmarks/target_projection.py mnist --validation 10000 \
         --standardize --width 2000 --rules drtp
+    kl jax python benchmarks/target_projection.py mnist --standardize \
+        --rules backprop,tpsgd --projection-scale 4 --batch 32 --cosine
     kl jax python benchmarks/target_projection.py cifar10 --train 10000
     kl jax python benchmarks/target_projection.py rows --cell gru
 
@@ -282,6 +284,8 @@ def main():
     r = accuracy_parser("rows", 128, 3, "tanh", "backprop,tpsgd,drtp", 60000)
     r.add_argument("--cell", default="gru", choices=("simple_rnn", "gru", "lstm"))
     args = parser.parse_args()
+    if getattr(args, "projection_scale", 1.0) <= 0:
+        parser.error(f"--projection-scale must be > 0. Received: {args.projection_scale}.")
     {"memory": memory, "mnist": mnist, "cifar10": cifar10, "rows": rows}[
         args.command
     ](args)
