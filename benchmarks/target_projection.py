@@ -19,6 +19,7 @@ accuracy after every epoch is printed.
 """
 
 import argparse
+import math
 import time
 
 import keras
@@ -168,7 +169,7 @@ def compare(args, make_blocks, data, input_shape):
         keras.utils.set_random_seed(0)
         learning_rate = args.lr
         if args.cosine:
-            steps = args.epochs * -(-len(x) // args.batch)
+            steps = args.epochs * math.ceil(len(x) / args.batch)
             learning_rate = keras.optimizers.schedules.CosineDecay(args.lr, steps)
         model = build(rule, make_blocks(args), input_shape, args, learning_rate)
         start = time.time()
