@@ -7,6 +7,8 @@ DRTP, tpSGD, FA and DFA against backprop on the same network and epochs.
         --standardize --width 2000 --rules drtp
     kl jax python benchmarks/target_projection.py mnist --standardize \
         --rules backprop,tpsgd --projection-scale 4 --batch 32 --cosine
+    kl jax python benchmarks/target_projection.py mnist --standardize \
+        --width 2000 --batch 32 --cosine --shift 1 --epochs 20
     kl jax python benchmarks/target_projection.py cifar10 --train 10000
     kl jax python benchmarks/target_projection.py rows --cell gru
 
@@ -158,8 +160,47 @@ def build(rule, blocks, input_shape, args, learning_rate):
     return model
 
 
+class ShiftedImages(keras.utils.PyDataset):
+    """MNIST batches with each image translated by up to `shift` pixels on
+    each axis (zero padding, in [0, 1] pixel space), then flattened and
+    standardised; the order and the offsets come from a NumPy generator
+    seeded with `seed`, so every rule sees the same stream."""
+
+    def __init__(self, images, labels, batch_size, shift, mean, std, seed=0):
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.batch_size, self.shift = batch_size, shift
+        self.mean, self.std = mean, std
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(images))
+
+    def __len__(self):
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        images, k = self.images[rows], self.shift
+        padded = np.pad(images, ((0, 0), (k, k), (k, k)))
+        dx = self.rng.integers(0, 2 * k + 1, len(rows))
+        dy = self.rng.integers(0, 2 * k + 1, len(rows))
+        images = np.stack([padded[j, dy[j]:dy[j] + 28, dx[j]:dx[j] + 28]
+                           for j in range(len(rows))])
+        flat = (images.reshape(len(rows), -1) - self.mean) / self.std
+        return flat.astype("float32"), self.labels[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.images))
+
+
 def compare(args, make_blocks, data, input_shape):
-    (x, y), (xt, yt) = data
+    """Trains every rule of `--rules` on `data`: `((x, y), (xt, yt))`, or
+    `(make_dataset, (xt, yt))` where `make_dataset()` returns a fresh
+    `keras.utils.PyDataset` of training batches for each rule."""
+    train, (xt, yt) = data
+    if callable(train):
+        x = train().images
+    else:
+        x, y = train
     held_out = "validation" if getattr(args, "validation", 0) else "test"
     print(f"backend={keras.backend.backend()} train={len(x)} {held_out}={len(xt)} "
           f"epochs={args.epochs} batch={args.batch} lr={args.lr}"
@@ -180,8 +221,10 @@ def compare(args, make_blocks, data, input_shape):
                 f"({time.time() - start:.0f} s)", flush=True,
             )
         )
+        inputs = dict(x=train()) if callable(train) else dict(
+            x=x, y=y, batch_size=args.batch)
         history = model.fit(
-            x, y, batch_size=args.batch, epochs=args.epochs, verbose=0,
+            **inputs, epochs=args.epochs, verbose=0,
             validation_data=(xt, yt), callbacks=[progress],
         ).history
         seconds = (time.time() - start) / args.epochs
@@ -205,16 +248,22 @@ def load_mnist_scaled(train):
 
 def mnist(args):
     (x, y), (xt, yt) = load_mnist_scaled(args.train)
-    x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
     x, y, xt, yt = hold_out(x, y, xt, yt, args)
+    images = x
+    x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
+    mean, std = np.float32(0.0), np.float32(1.0)
     if args.standardize:
         # One mean and one deviation over the training pixels.
         mean, std = x.mean(), x.std()
         x, xt = (x - mean) / std, (xt - mean) / std
     data = ((x, y), (xt, yt))
+    if args.shift:
+        data = (lambda: ShiftedImages(images, y, args.batch, args.shift, mean, std),
+                (xt, yt))
     print(f"MLP 784-{'-'.join(map(str, mlp_widths(args)))}-10, {args.activation}"
           f"{f', {args.frozen_blocks} frozen block(s)' if args.frozen_blocks else ''}"
-          f"{', standardised inputs' if args.standardize else ''}")
+          f"{', standardised inputs' if args.standardize else ''}"
+          f"{f', random shifts of up to {args.shift} px' if args.shift else ''}")
     compare(args, mlp_blocks, data, (784,))
 
 
@@ -277,6 +326,9 @@ def main():
                    help="width of the first hidden block (default: --width)")
     a.add_argument("--standardize", action="store_true",
                    help="subtract the training pixels' mean, divide by their std")
+    a.add_argument("--shift", type=int, default=0,
+                   help="augmentation for every rule: translate each training "
+                        "image by up to N pixels per axis, drawn every epoch")
     c = accuracy_parser("cifar10", 256, 5, "tanh", "backprop,tpsgd,drtp", 50000)
     c.add_argument("--test", type=int, default=10000)
     c.add_argument("--conv-targets", default="feature_map")
@@ -287,6 +339,8 @@ def main():
     args = parser.parse_args()
     if getattr(args, "projection_scale", 1.0) <= 0:
         parser.error(f"--projection-scale must be > 0. Received: {args.projection_scale}.")
+    if not 0 <= getattr(args, "shift", 0) < 14:
+        parser.error(f"--shift must be between 0 and 13 pixels. Received: {args.shift}.")
     {"memory": memory, "mnist": mnist, "cifar10": cifar10, "rows": rows}[
         args.command
     ](args)

@@ -72,3 +72,63 @@ def test_non_positive_projection_scale_is_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main()
     assert "--projection-scale must be > 0. Received: 0.0." in capsys.readouterr().err
+
+
+def test_shifted_images_are_translated_copies():
+    bench = _benchmark()
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(7, 28, 28)).astype("float32")
+    labels = np.arange(7, dtype="int32")
+    mean, std = np.float32(0.3), np.float32(0.5)
+    data = bench["ShiftedImages"](images, labels, 4, 2, mean, std, seed=0)
+    seen = []
+    for index in range(len(data)):
+        flat, batch_labels = data[index]
+        assert flat.dtype == np.float32 and flat.shape[1] == 784
+        for row, label in zip(flat, batch_labels):
+            # Undo the standardisation; find the offset: a zero-padded
+            # translation of the labelled image by at most 2 pixels per axis.
+            shifted = (row * std + mean).reshape(28, 28)
+            padded = np.pad(images[label], 2)
+            offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                       if np.allclose(shifted, padded[dy:dy + 28, dx:dx + 28], atol=1e-5)]
+            assert len(offsets) == 1, label
+            seen.append((label, offsets[0]))
+    # Every image once per epoch, at several different offsets.
+    assert sorted(label for label, _ in seen) == list(range(7))
+    assert len({offset for _, offset in seen}) > 1
+    # The same seed gives the same stream (every rule sees the same batches).
+    first, again = (bench["ShiftedImages"](images, labels, 4, 2, mean, std, seed=0)[0][0]
+                    for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+
+
+def test_mnist_shift_trains_every_rule_on_the_shifted_stream(monkeypatch, capsys):
+    require_data("mnist.npz")
+    main = _benchmark()["main"]
+    fits = []
+    real_fit = keras.Model.fit
+
+    def recording_fit(self, x=None, *args, **kwargs):
+        fits.append(type(x).__name__)
+        return real_fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    monkeypatch.setattr("sys.argv", [
+        "target_projection.py", "mnist", "--train", "300", "--validation", "100",
+        "--epochs", "1", "--width", "16", "--batch", "50", "--standardize",
+        "--rules", "backprop,drtp", "--shift", "1",
+    ])
+    main()
+    out = capsys.readouterr().out
+    assert "random shifts of up to 1 px" in out and "train=200 validation=100" in out, out
+    assert fits == ["ShiftedImages", "ShiftedImages"], fits
+
+
+@pytest.mark.parametrize("shift", ["-1", "14"])
+def test_out_of_range_shift_is_refused(monkeypatch, capsys, shift):
+    main = _benchmark()["main"]
+    monkeypatch.setattr("sys.argv", ["target_projection.py", "mnist", "--shift", shift])
+    with pytest.raises(SystemExit):
+        main()
+    assert f"--shift must be between 0 and 13 pixels. Received: {shift}." in capsys.readouterr().err
