@@ -192,15 +192,11 @@ class ShiftedImages(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.images))
 
 
-def compare(args, make_blocks, data, input_shape):
-    """Trains every rule of `--rules` on `data`: `((x, y), (xt, yt))`, or
-    `(make_dataset, (xt, yt))` where `make_dataset()` returns a fresh
-    `keras.utils.PyDataset` of training batches for each rule."""
-    train, (xt, yt) = data
-    if callable(train):
-        x = train().images
-    else:
-        x, y = train
+def compare(args, make_blocks, data, input_shape, make_train_batches=None):
+    """Trains every rule of `--rules` on `data`, `((x, y), (xt, yt))`; with
+    `make_train_batches`, each rule trains instead on the fresh
+    `keras.utils.PyDataset` it returns (the same stream for every rule)."""
+    (x, y), (xt, yt) = data
     held_out = "validation" if getattr(args, "validation", 0) else "test"
     print(f"backend={keras.backend.backend()} train={len(x)} {held_out}={len(xt)} "
           f"epochs={args.epochs} batch={args.batch} lr={args.lr}"
@@ -221,7 +217,7 @@ def compare(args, make_blocks, data, input_shape):
                 f"({time.time() - start:.0f} s)", flush=True,
             )
         )
-        inputs = dict(x=train()) if callable(train) else dict(
+        inputs = dict(x=make_train_batches()) if make_train_batches else dict(
             x=x, y=y, batch_size=args.batch)
         history = model.fit(
             **inputs, epochs=args.epochs, verbose=0,
@@ -257,14 +253,15 @@ def mnist(args):
         mean, std = x.mean(), x.std()
         x, xt = (x - mean) / std, (xt - mean) / std
     data = ((x, y), (xt, yt))
+    shifted = None
     if args.shift:
-        data = (lambda: ShiftedImages(images, y, args.batch, args.shift, mean, std),
-                (xt, yt))
+        def shifted():
+            return ShiftedImages(images, y, args.batch, args.shift, mean, std)
     print(f"MLP 784-{'-'.join(map(str, mlp_widths(args)))}-10, {args.activation}"
           f"{f', {args.frozen_blocks} frozen block(s)' if args.frozen_blocks else ''}"
           f"{', standardised inputs' if args.standardize else ''}"
           f"{f', random shifts of up to {args.shift} px' if args.shift else ''}")
-    compare(args, mlp_blocks, data, (784,))
+    compare(args, mlp_blocks, data, (784,), make_train_batches=shifted)
 
 
 def rows(args):
