@@ -16,8 +16,8 @@ DRTP, tpSGD, FA and DFA against backprop on the same network and epochs.
 (`Conv2D`-`MaxPooling2D` twice, a `Dense` hidden block, `Dense(10)`).
 `rows`: row-by-row MNIST (28 time steps of 28 pixels) through a recurrent
 block and `Dense(10)`. Every rule trains the same blocks, from the same
-seed, with the same optimizer, batch size and number of epochs; the test
-accuracy after every epoch is printed.
+seed (`--seed`, default 0), with the same optimizer, batch size and number
+of epochs; the test accuracy after every epoch is printed.
 """
 
 import argparse
@@ -132,18 +132,19 @@ def build(rule, blocks, input_shape, args, learning_rate):
             conv_target_grid=getattr(args, "conv_target_grid", 1),
             projection_initializer=keras.initializers.RandomUniform(
                 -args.projection_scale, args.projection_scale),
-            seed=0,
+            seed=args.seed,
         )
     elif rule == "dfa":
         model = DirectFeedbackAlignmentModel(
             blocks, num_classes=10,
-            conv_targets=getattr(args, "conv_targets", "feature_map"), seed=0,
+            conv_targets=getattr(args, "conv_targets", "feature_map"),
+            seed=args.seed,
         )
     elif rule == "fa":
         model = keras.Sequential(
             [keras.Input(input_shape)]
             + [
-                FeedbackAlignment(b, seed=i)
+                FeedbackAlignment(b, seed=args.seed * len(blocks) + i)
                 if isinstance(b, (keras.layers.Dense, keras.layers.Conv2D))
                 and b.trainable  # a frozen block (--frozen-blocks) needs none
                 else b
@@ -199,11 +200,11 @@ def compare(args, make_blocks, data, input_shape, make_train_batches=None):
     (x, y), (xt, yt) = data
     held_out = "validation" if getattr(args, "validation", 0) else "test"
     print(f"backend={keras.backend.backend()} train={len(x)} {held_out}={len(xt)} "
-          f"epochs={args.epochs} batch={args.batch} lr={args.lr}"
+          f"epochs={args.epochs} batch={args.batch} lr={args.lr} seed={args.seed}"
           f"{' with cosine decay to 0' if args.cosine else ''}")
     base = None
     for rule in args.rules.split(","):
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(args.seed)
         learning_rate = args.lr
         if args.cosine:
             steps = args.epochs * math.ceil(len(x) / args.batch)
@@ -256,7 +257,8 @@ def mnist(args):
     shifted = None
     if args.shift:
         def shifted():
-            return ShiftedImages(images, y, args.batch, args.shift, mean, std)
+            return ShiftedImages(images, y, args.batch, args.shift, mean, std,
+                                 seed=args.seed)
     print(f"MLP 784-{'-'.join(map(str, mlp_widths(args)))}-10, {args.activation}"
           f"{f', {args.frozen_blocks} frozen block(s)' if args.frozen_blocks else ''}"
           f"{', standardised inputs' if args.standardize else ''}"
@@ -311,6 +313,9 @@ def main():
                        help="DRTP/tpSGD targets: projections drawn from "
                             "U(-s, s) (the model's default: s = 1)")
         a.add_argument("--rules", default=rules)
+        a.add_argument("--seed", type=int, default=0,
+                       help="weights, projections and shifted batches; the same "
+                            "for every rule of one run")
         a.add_argument("--validation", type=int, default=0,
                        help="evaluate on the last N training examples, not the test set")
         a.add_argument("--frozen-blocks", type=int, default=0,

@@ -54,7 +54,7 @@ def test_projection_scale_reaches_the_model():
     bench = _benchmark()
     args = argparse.Namespace(
         local_loss="mse", projection_scale=4.0, lr=1e-3, frozen_blocks=0,
-        activation="tanh", width=32, first_width=0, blocks=2,
+        activation="tanh", width=32, first_width=0, blocks=2, seed=0,
     )
     keras.utils.set_random_seed(0)
     model = bench["build"]("tpsgd", bench["mlp_blocks"](args), (784,), args, 1e-3)
@@ -132,3 +132,29 @@ def test_out_of_range_shift_is_refused(monkeypatch, capsys, shift):
     with pytest.raises(SystemExit):
         main()
     assert f"--shift must be between 0 and 13 pixels. Received: {shift}." in capsys.readouterr().err
+
+
+def test_seed_reaches_weights_projections_and_batches(monkeypatch, capsys):
+    require_data("mnist.npz")
+    main = _benchmark()["main"]
+    seeds = []
+    for name in ("TargetProjectionModel", "ShiftedImages"):
+        def recording(*args, _real=main.__globals__[name], _name=name, **kwargs):
+            seeds.append((_name, kwargs["seed"]))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setitem(main.__globals__, name, recording)
+    set_random_seed = keras.utils.set_random_seed
+    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: (
+        seeds.append(("weights", seed)), set_random_seed(seed)))
+    monkeypatch.setattr("sys.argv", [
+        "target_projection.py", "mnist", "--train", "300", "--validation", "100",
+        "--epochs", "1", "--width", "16", "--batch", "50", "--shift", "1",
+        "--rules", "backprop,tpsgd", "--seed", "3",
+    ])
+    main()
+    assert "seed=3" in capsys.readouterr().out
+    # Each rule restarts from the same seed: initial weights, then (tpSGD)
+    # its projections, then the shifted-batch stream.
+    assert seeds == [("weights", 3), ("ShiftedImages", 3), ("weights", 3),
+                     ("TargetProjectionModel", 3), ("ShiftedImages", 3)], seeds
