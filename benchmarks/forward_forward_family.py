@@ -32,7 +32,6 @@ import platform
 import time
 
 import keras
-import numpy as np
 
 from keras_local.datasets import load_cifar10
 from keras_local.datasets import load_mnist

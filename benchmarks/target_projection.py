@@ -162,10 +162,10 @@ def build(rule, blocks, input_shape, args, learning_rate):
 
 
 class ShiftedImages(keras.utils.PyDataset):
-    """MNIST batches with each image translated by up to `shift` pixels on
-    each axis (zero padding, in [0, 1] pixel space), then flattened and
-    standardised; the order and the offsets come from a NumPy generator
-    seeded with `seed`, so every rule sees the same stream."""
+    """Batches of `(N, height, width)` images, each translated by up to
+    `shift` pixels on each axis (zero padding, in [0, 1] pixel space), then
+    flattened and standardised; the order and the offsets come from a NumPy
+    generator seeded with `seed`, so every rule sees the same stream."""
 
     def __init__(self, images, labels, batch_size, shift, mean, std, seed=0):
         super().__init__()
@@ -184,7 +184,8 @@ class ShiftedImages(keras.utils.PyDataset):
         padded = np.pad(images, ((0, 0), (k, k), (k, k)))
         dx = self.rng.integers(0, 2 * k + 1, len(rows))
         dy = self.rng.integers(0, 2 * k + 1, len(rows))
-        images = np.stack([padded[j, dy[j]:dy[j] + 28, dx[j]:dx[j] + 28]
+        height, width = images.shape[1:3]
+        images = np.stack([padded[j, dy[j]:dy[j] + height, dx[j]:dx[j] + width]
                            for j in range(len(rows))])
         flat = (images.reshape(len(rows), -1) - self.mean) / self.std
         return flat.astype("float32"), self.labels[rows]

@@ -37,10 +37,8 @@ with `keras.ops`: `GCNConv`, `SAGEConv` and `GATConv`.
 """
 
 import os
-import time
 
 import keras
-import numpy as np
 
 from keras_local.datasets import load_cora
 from keras_local.datasets import graph_inputs

@@ -22,7 +22,6 @@ computed from the measurements alone: no model of the system is needed.
 import os
 
 import keras
-import numpy as np
 
 from keras_local.datasets import load_mnist
 from keras_local.layers.black_box import BlackBox

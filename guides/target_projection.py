@@ -29,7 +29,6 @@ baselines.
 import os
 
 import keras
-import numpy as np
 
 from keras_local.datasets import load_mnist
 from keras_local.layers.feedback_alignment import FeedbackAlignment

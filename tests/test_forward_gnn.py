@@ -1,7 +1,6 @@
 """ForwardGNN: graph layers, graph inputs, TF-GNN adapter, the four node
 rules and the link-prediction rules, on every backend."""
 
-import os
 import pathlib
 import runpy
 
@@ -14,7 +13,6 @@ from keras_local.layers.gat_conv import GATConv
 from keras_local.layers.gcn_conv import GCNConv
 from keras_local.layers.sage_conv import SAGEConv
 from keras_local.rules import forward_gnn as fg
-from tests.conftest import BACKEND
 from tests.conftest import require_data
 from tests.conftest import UNDER_CI
 

@@ -499,7 +499,7 @@ def test_remat_gives_the_same_step(rng, auxiliary):
     weights, BatchNorm statistics and logs after a step are those of the
     plain step, with L2 penalties and Dropout inside the modules."""
     x, y = data(rng)
-    results = []
+    results, start = [], None
     for remat in (False, True):
         keras.utils.set_random_seed(0)
         net = _bn_dropout_l2_net()

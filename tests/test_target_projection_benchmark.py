@@ -66,32 +66,25 @@ def test_projection_scale_reaches_the_model():
     assert np.mean(np.abs(values) > 1.0) > 0.5
 
 
-def test_non_positive_projection_scale_is_refused(monkeypatch, capsys):
-    main = _benchmark()["main"]
-    monkeypatch.setattr("sys.argv", ["target_projection.py", "mnist", "--projection-scale", "0"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "--projection-scale must be > 0. Received: 0.0." in capsys.readouterr().err
-
-
-def test_shifted_images_are_translated_copies():
+@pytest.mark.parametrize("height, width", [(28, 28), (12, 20)])
+def test_shifted_images_are_translated_copies(height, width):
     bench = _benchmark()
     rng = np.random.default_rng(1)
-    images = rng.uniform(size=(7, 28, 28)).astype("float32")
+    images = rng.uniform(size=(7, height, width)).astype("float32")
     labels = np.arange(7, dtype="int32")
     mean, std = np.float32(0.3), np.float32(0.5)
     data = bench["ShiftedImages"](images, labels, 4, 2, mean, std, seed=0)
     seen = []
     for index in range(len(data)):
         flat, batch_labels = data[index]
-        assert flat.dtype == np.float32 and flat.shape[1] == 784
+        assert flat.dtype == np.float32 and flat.shape[1] == height * width
         for row, label in zip(flat, batch_labels):
             # Undo the standardisation; find the offset: a zero-padded
             # translation of the labelled image by at most 2 pixels per axis.
-            shifted = (row * std + mean).reshape(28, 28)
+            shifted = (row * std + mean).reshape(height, width)
             padded = np.pad(images[label], 2)
             offsets = [(dy, dx) for dy in range(5) for dx in range(5)
-                       if np.allclose(shifted, padded[dy:dy + 28, dx:dx + 28], atol=1e-5)]
+                       if np.allclose(shifted, padded[dy:dy + height, dx:dx + width], atol=1e-5)]
             assert len(offsets) == 1, label
             seen.append((label, offsets[0]))
     # Every image once per epoch, at several different offsets.
@@ -125,13 +118,17 @@ def test_mnist_shift_trains_every_rule_on_the_shifted_stream(monkeypatch, capsys
     assert fits == ["ShiftedImages", "ShiftedImages"], fits
 
 
-@pytest.mark.parametrize("shift", ["-1", "14"])
-def test_out_of_range_shift_is_refused(monkeypatch, capsys, shift):
+@pytest.mark.parametrize("option, value, message", [
+    ("--projection-scale", "0", "--projection-scale must be > 0. Received: 0.0."),
+    ("--shift", "-1", "--shift must be between 0 and 13 pixels. Received: -1."),
+    ("--shift", "14", "--shift must be between 0 and 13 pixels. Received: 14."),
+])
+def test_out_of_range_option_is_refused(monkeypatch, capsys, option, value, message):
     main = _benchmark()["main"]
-    monkeypatch.setattr("sys.argv", ["target_projection.py", "mnist", "--shift", shift])
+    monkeypatch.setattr("sys.argv", ["target_projection.py", "mnist", option, value])
     with pytest.raises(SystemExit):
         main()
-    assert f"--shift must be between 0 and 13 pixels. Received: {shift}." in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_seed_reaches_weights_projections_and_batches(monkeypatch, capsys):

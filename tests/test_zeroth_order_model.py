@@ -236,9 +236,10 @@ def test_zo_sgd_step_matches_numpy_reference(distribution):
              for i, w in enumerate(weights)]
         for a, b in zip(z_model, z):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-        if step == 1:
+        if step == 0:
+            z_first = z
+        else:  # a fresh direction every step
             assert not np.allclose(z[0], z_first[0])
-        z_first = z
         grads = np_mse_grads(weights, x, y)
         pg = sum(float(np.sum(g * zi)) for g, zi in zip(grads, z))
         expected = [w - lr * pg * zi for w, zi in zip(weights, z)]

@@ -8,7 +8,6 @@ from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import call_with_losses
-from keras_local.models.local_model import training_kwargs
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_classification_data
 from keras_local.rules.labels import check_label_shape

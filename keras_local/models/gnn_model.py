@@ -2,7 +2,6 @@ import keras
 from keras import ops
 
 from keras_local.api_export import keras_local_export
-from keras_local.datasets import graph_inputs
 from keras_local.models.forward_gnn_model import ForwardGNNModel
 from keras_local.models.forward_gnn_model import _feature_size
 from keras_local.models.forward_gnn_model import check_choice

@@ -7,3 +7,13 @@ from keras_local.rules.forward_forward import hardest_wrong_labels
 from keras_local.rules.forward_forward import normalize_length
 from keras_local.rules.forward_forward import random_wrong_labels
 from keras_local.rules.portable_random import portable_randint
+
+__all__ = [
+    "embed_label",
+    "forward_forward_loss",
+    "goodness",
+    "hardest_wrong_labels",
+    "normalize_length",
+    "portable_randint",
+    "random_wrong_labels",
+]
