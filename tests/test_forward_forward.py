@@ -1,7 +1,6 @@
 """ForwardForwardModel: math, locality, cross-backend agreement, Keras
 workflows, bad input and a real MNIST run."""
 
-
 import keras
 import numpy as np
 import pytest
