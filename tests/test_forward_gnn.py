@@ -153,11 +153,59 @@ def test_shared_label_projection_equals_the_direct_one(rng, layer_cls):
 
 
 def test_graph_layer_config_round_trip():
-    for layer in (GCNConv(4, activation="relu"), SAGEConv(3), GATConv(8, heads=4)):
+    layers = (
+        GCNConv(4, activation="relu", add_self_loops=False),
+        SAGEConv(3, use_bias=False),
+        GATConv(8, heads=4, negative_slope=0.1),
+    )
+    for layer in layers:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
+    # The shared part and each layer's own arguments both survive.
+    assert layers[0].get_config()["add_self_loops"] is False
+    assert layers[1].get_config()["use_bias"] is False
+    assert (layers[2].get_config()["heads"], layers[2].get_config()["negative_slope"]) == (4, 0.1)
     with pytest.raises(ValueError, match="heads"):
         GATConv(6, heads=4)
+
+
+@pytest.mark.parametrize("layer_cls", [GCNConv, SAGEConv, GATConv])
+def test_graph_layers_refuse_bad_units_and_inputs(layer_cls):
+    with pytest.raises(ValueError, match="`units` must be a positive int. Received: units=0"):
+        layer_cls(0)
+    layer = layer_cls(4, **({"heads": 2} if layer_cls is GATConv else {}))
+    with pytest.raises(ValueError, match=r"\(num_nodes, features\).*Received: node features of shape \(2, 3, 4\)"):
+        layer.build((2, 3, 4))
+
+
+def test_graph_conv_subclass_gets_projection_bias_and_activation(rng):
+    """A new message-passing layer needs only `build` and `propagate`:
+    `GraphConv` gives it `project` (`x W`), the bias, the activation, the
+    call and the config."""
+    from keras_local.layers.graph_conv import GraphConv
+
+    class SumConv(GraphConv):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(
+                shape=(self.node_feature_size(input_shape), self.units),
+                initializer=self.kernel_initializer, name="kernel")
+            self.add_bias()
+
+        def propagate(self, projected, edge_index, edge_weight=None):
+            edge_index = keras.ops.cast(edge_index, "int32")
+            messages = keras.ops.take(projected, edge_index[0], axis=0)
+            return self.finish(fg.propagate(messages, edge_index[1], projected.shape[0]))
+
+    x = _features(rng)
+    layer = SumConv(4, activation="tanh", bias_initializer="random_normal")
+    out = _numpy(layer(x, EDGES))
+    kernel, bias = _numpy(layer.kernel), _numpy(layer.bias)
+    expected = np.zeros((x.shape[0], 4))
+    for s, t in EDGES.T:
+        expected[t] += x[s] @ kernel
+    np.testing.assert_allclose(out, np.tanh(expected + bias), rtol=1e-5, atol=1e-5)
+    assert layer.compute_output_shape(x.shape) == (x.shape[0], 4)
+    assert SumConv.from_config(layer.get_config()).get_config() == layer.get_config()
 
 
 # ---------------------------------------------------------------------- #

@@ -1,14 +1,12 @@
-import keras
 from keras import ops
 
 from keras_local.api_export import keras_local_export
-from keras_local.layers.gcn_conv import _check_units
-from keras_local.layers.gcn_conv import _feature_dim
+from keras_local.layers.graph_conv import GraphConv
 from keras_local.rules import forward_gnn as graph
 
 
 @keras_local_export
-class GATConv(keras.layers.Layer):
+class GATConv(GraphConv):
     """Graph attention convolution (multi-head, heads concatenated).
 
     Per head `k`: `z = W_k x`, `e_ji = LeakyReLU(a_s . z_j + a_t . z_i)`
@@ -58,27 +56,25 @@ class GATConv(keras.layers.Layer):
         kernel_initializer="glorot_uniform", bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.units = _check_units(units)
+        super().__init__(
+            units, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, **kwargs,
+        )
         if not isinstance(heads, int) or heads < 1 or units % heads:
             raise ValueError(
                 "`heads` must be a positive int dividing `units`. Received: "
                 f"units={units!r}, heads={heads!r}."
             )
         self.heads = heads
-        self.activation = keras.activations.get(activation)
         self.negative_slope = float(negative_slope)
-        self.use_bias = bool(use_bias)
         self.add_self_loops = bool(add_self_loops)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
-        features = _feature_dim(self, input_shape)
         per_head = self.units // self.heads
         self.kernel = self.add_weight(
-            shape=(features, self.units), initializer=self.kernel_initializer,
-            name="kernel",
+            shape=(self.node_feature_size(input_shape), self.units),
+            initializer=self.kernel_initializer, name="kernel",
         )
         self.attention_source = self.add_weight(
             shape=(self.heads, per_head), initializer=self.kernel_initializer,
@@ -88,18 +84,7 @@ class GATConv(keras.layers.Layer):
             shape=(self.heads, per_head), initializer=self.kernel_initializer,
             name="attention_target",
         )
-        self.bias = (
-            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
-            if self.use_bias else None
-        )
-
-    def project(self, node_features):
-        """`x W`, the layer's linear part (no bias), shape `(N, units)`.
-
-        Linear in `node_features`, so graphs that share node features (or
-        differ in a few columns) can share it; `propagate` does the rest.
-        """
-        return ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+        self.add_bias()
 
     def propagate(self, projected, edge_index, edge_weight=None):
         """The layer's output from `project(node_features)`: attention over
@@ -126,26 +111,13 @@ class GATConv(keras.layers.Layer):
         alpha = graph.segment_softmax(scores, target, weight, num_nodes)
         messages = ops.take(z, source, axis=0) * ops.expand_dims(alpha, -1)
         out = ops.reshape(graph.propagate(messages, target, num_nodes), (-1, self.units))
-        if self.bias is not None:
-            out = out + ops.cast(self.bias, dtype)
-        return self.activation(out)
-
-    def call(self, node_features, edge_index, edge_weight=None):
-        return self.propagate(self.project(node_features), edge_index, edge_weight)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        return self.finish(out)
 
     def get_config(self):
         config = super().get_config()
         config.update({
-            "units": self.units,
             "heads": self.heads,
-            "activation": keras.activations.serialize(self.activation),
             "negative_slope": self.negative_slope,
-            "use_bias": self.use_bias,
             "add_self_loops": self.add_self_loops,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         })
         return config

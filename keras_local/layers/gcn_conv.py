@@ -1,12 +1,12 @@
-import keras
 from keras import ops
 
 from keras_local.api_export import keras_local_export
+from keras_local.layers.graph_conv import GraphConv
 from keras_local.rules import forward_gnn as graph
 
 
 @keras_local_export
-class GCNConv(keras.layers.Layer):
+class GCNConv(GraphConv):
     """Graph convolution of Kipf & Welling with symmetric normalisation.
 
     `h_i = act(b + sum_{j -> i} w_ji / sqrt(d_j d_i) * W x_j)` over the
@@ -52,32 +52,19 @@ class GCNConv(keras.layers.Layer):
         kernel_initializer="glorot_uniform", bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.units = _check_units(units)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
+        super().__init__(
+            units, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, **kwargs,
+        )
         self.add_self_loops = bool(add_self_loops)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
-        features = _feature_dim(self, input_shape)
         self.kernel = self.add_weight(
-            shape=(features, self.units), initializer=self.kernel_initializer,
-            name="kernel",
+            shape=(self.node_feature_size(input_shape), self.units),
+            initializer=self.kernel_initializer, name="kernel",
         )
-        self.bias = (
-            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
-            if self.use_bias else None
-        )
-
-    def project(self, node_features):
-        """`x W`, the layer's linear part (no bias), shape `(N, units)`.
-
-        Linear in `node_features`, so graphs that share node features (or
-        differ in a few columns) can share it; `propagate` does the rest.
-        """
-        return ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+        self.add_bias()
 
     def propagate(self, projected, edge_index, edge_weight=None):
         """The layer's output from `project(node_features)`: the normalised
@@ -97,41 +84,9 @@ class GCNConv(keras.layers.Layer):
         messages = ops.take(h, source, axis=0) * ops.expand_dims(norm, -1)
         out = graph.propagate(messages, target, num_nodes)
         out = out + h * ops.expand_dims(loop * ops.square(inv_sqrt), -1)
-        if self.bias is not None:
-            out = out + ops.cast(self.bias, out.dtype)
-        return self.activation(out)
-
-    def call(self, node_features, edge_index, edge_weight=None):
-        return self.propagate(self.project(node_features), edge_index, edge_weight)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        return self.finish(out)
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "units": self.units,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "add_self_loops": self.add_self_loops,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        })
+        config["add_self_loops"] = self.add_self_loops
         return config
-
-
-def _check_units(units):
-    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-        raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
-    return units
-
-
-def _feature_dim(layer, input_shape):
-    shape = tuple(input_shape)
-    if len(shape) != 2 or shape[-1] is None:
-        raise ValueError(
-            f"{type(layer).__name__} takes node features of shape "
-            f"(num_nodes, features) with a known feature size. Received: "
-            f"node features of shape {shape}."
-        )
-    return int(shape[-1])

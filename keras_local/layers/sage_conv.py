@@ -1,14 +1,12 @@
-import keras
 from keras import ops
 
 from keras_local.api_export import keras_local_export
-from keras_local.layers.gcn_conv import _check_units
-from keras_local.layers.gcn_conv import _feature_dim
+from keras_local.layers.graph_conv import GraphConv
 from keras_local.rules import forward_gnn as graph
 
 
 @keras_local_export
-class SAGEConv(keras.layers.Layer):
+class SAGEConv(GraphConv):
     """GraphSAGE convolution with the mean aggregator.
 
     `h_i = act(W_n mean_{j -> i} x_j + b + W_s x_i)`, as PyTorch
@@ -46,20 +44,8 @@ class SAGEConv(keras.layers.Layer):
           Large Graphs", NeurIPS 2017.
     """
 
-    def __init__(
-        self, units, activation=None, use_bias=True,
-        kernel_initializer="glorot_uniform", bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.units = _check_units(units)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-
     def build(self, input_shape):
-        features = _feature_dim(self, input_shape)
+        features = self.node_feature_size(input_shape)
         self.neighbor_kernel = self.add_weight(
             shape=(features, self.units), initializer=self.kernel_initializer,
             name="neighbor_kernel",
@@ -68,10 +54,7 @@ class SAGEConv(keras.layers.Layer):
             shape=(features, self.units), initializer=self.kernel_initializer,
             name="self_kernel",
         )
-        self.bias = (
-            self.add_weight(shape=(self.units,), initializer=self.bias_initializer, name="bias")
-            if self.use_bias else None
-        )
+        self.add_bias()
 
     def project(self, node_features):
         """`[x W_s, x W_n]`, the layer's linear part (no bias), shape
@@ -101,24 +84,4 @@ class SAGEConv(keras.layers.Layer):
         count = graph.propagate(weight, target, num_nodes)
         mean = total / ops.expand_dims(ops.maximum(count, 1e-12), -1)
         mean = ops.where(ops.expand_dims(count > 0, -1), mean, 0.0)
-        out = mean + own
-        if self.bias is not None:
-            out = out + ops.cast(self.bias, out.dtype)
-        return self.activation(out)
-
-    def call(self, node_features, edge_index, edge_weight=None):
-        return self.propagate(self.project(node_features), edge_index, edge_weight)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "units": self.units,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        })
-        return config
+        return self.finish(mean + own)
