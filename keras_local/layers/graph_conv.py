@@ -30,6 +30,8 @@ class GraphConv(keras.layers.Layer):
     Example:
 
     ```python
+    from keras import ops
+    from keras_local.layers.graph_conv import GraphConv
     from keras_local.rules import forward_gnn as graph
 
     class SumConv(GraphConv):  # h_i = act(sum_{j -> i} W x_j + b)
@@ -40,6 +42,7 @@ class GraphConv(keras.layers.Layer):
             self.add_bias()
 
         def propagate(self, projected, edge_index, edge_weight=None):
+            edge_index = ops.cast(edge_index, "int32")
             out = graph.propagate(ops.take(projected, edge_index[0], axis=0),
                                   edge_index[1], projected.shape[0])
             return self.finish(out)
