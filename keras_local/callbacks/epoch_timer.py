@@ -34,6 +34,10 @@ class EpochTimer(keras.callbacks.Callback):
     Example:
 
     ```python
+    (x, y), (x_val, y_val) = keras_local.datasets.load_mnist()
+    x, x_val = x.reshape(-1, 784) / 255.0, x_val.reshape(-1, 784) / 255.0
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     timer = keras_local.callbacks.EpochTimer()
     model.fit(x, y, epochs=5, validation_data=(x_val, y_val), callbacks=[timer])
     print(timer.seconds, timer.steady_seconds)

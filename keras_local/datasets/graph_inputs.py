@@ -6,7 +6,11 @@ Keras's ordinary data adapters (NumPy arrays, `batch_size=1`) feed it on the
 JAX, TensorFlow and PyTorch backends:
 
 ```python
-x, y, train_mask = graph_batch(features, edge_index, labels, mask=train)
+graph = keras_local.datasets.load_cora()
+x, y, train_mask = keras_local.datasets.graph_batch(
+    graph.x, graph.edge_index, graph.y, mask=graph.train_index)
+model = keras_local.GNNModel(num_classes=graph.num_classes, conv="gcn")
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
 ```
 
@@ -282,8 +286,14 @@ def dataset_batches(dataset):
     Example:
 
     ```python
-    batches = keras_local.datasets.dataset_batches(keras_local.datasets.load_cora())
-    model.fit(*batches["train"], validation_data=batches["val"], epochs=100)
+    graph = keras_local.datasets.load_cora()
+    batches = keras_local.datasets.dataset_batches(graph)
+    model = keras_local.GNNModel(num_classes=graph.num_classes, conv="gcn")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  weighted_metrics=["accuracy"])
+    x, y, sample_weight = batches["train"]
+    model.fit(x, y, sample_weight=sample_weight, validation_data=batches["val"],
+              batch_size=1, epochs=100)
     ```
     """
     x_np = np.asarray(dataset.x.todense() if hasattr(dataset.x, "todense") else dataset.x)
@@ -407,8 +417,9 @@ def link_batch(node_features, edge_index, edge_label_index, edge_label=None):
     Example:
 
     ```python
-    split = keras_local.datasets.link_split(edge_index, num_nodes)
-    x, y = keras_local.datasets.link_batch(features, split["edge_index"], *split["test"])
+    graph = keras_local.datasets.load_cora()
+    split = keras_local.datasets.link_split(graph.edge_index, graph.num_nodes)
+    x, y = keras_local.datasets.link_batch(graph.x, split["edge_index"], *split["test"])
     ```
     """
     x, _, _ = graph_batch(node_features, edge_index)

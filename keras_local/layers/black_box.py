@@ -41,8 +41,8 @@ class BlackBox(keras.layers.Layer):
     Example:
 
     ```python
-    system = SimulatedPhysicalSystem(input_dim=784, output_dim=1000)
-    layer = BlackBox(system)   # a NumPy callable: called on the host
+    system = keras_local.layers.SimulatedPhysicalSystem(input_dim=784, output_dim=1000)
+    layer = keras_local.layers.BlackBox(system)  # a NumPy callable: runs on the host
     y = layer(np.zeros((4, 784), "float32"))
     ```
 

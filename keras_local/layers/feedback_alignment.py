@@ -40,6 +40,8 @@ class FeedbackAlignment(keras.layers.Wrapper):
     Example:
 
     ```python
+    (x_train, y_train), _ = keras_local.datasets.load_mnist()
+    x_train = x_train[..., None] / 255.0
     model = keras.Sequential([
         keras.Input((28, 28, 1)),
         keras_local.layers.FeedbackAlignment(
@@ -51,6 +53,7 @@ class FeedbackAlignment(keras.layers.Wrapper):
     ])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
         from_logits=True))
+    model.fit(x_train, y_train, batch_size=100, epochs=1)
     ```
 
     References:

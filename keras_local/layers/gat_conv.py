@@ -42,8 +42,9 @@ class GATConv(GraphConv):
     Example:
 
     ```python
-    layer = GATConv(64, heads=4, activation="relu")
-    h = layer(features, edge_index)  # (num_nodes, 64)
+    graph = keras_local.datasets.load_cora()
+    layer = keras_local.layers.GATConv(64, heads=4, activation="relu")
+    h = layer(graph.x, graph.edge_index)  # (2708, 64)
     ```
 
     References:

@@ -38,8 +38,9 @@ class GCNConv(GraphConv):
     Example:
 
     ```python
-    layer = GCNConv(16, activation="relu")
-    h = layer(features, edge_index)  # (num_nodes, 16)
+    graph = keras_local.datasets.load_cora()
+    layer = keras_local.layers.GCNConv(16, activation="relu")
+    h = layer(graph.x, graph.edge_index)  # (2708, 16)
     ```
 
     References:

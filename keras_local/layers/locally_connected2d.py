@@ -44,8 +44,8 @@ class LocallyConnected2D(keras.layers.Layer):
     Example:
 
     ```python
-    layer = LocallyConnected2D(8, 5, padding="same", activation="relu")
-    y = layer(keras.ops.ones((2, 32, 32, 3)))   # (2, 32, 32, 8)
+    layer = keras_local.layers.LocallyConnected2D(8, 5, padding="same", activation="relu")
+    y = layer(keras.ops.ones((2, 32, 32, 3)))  # (2, 32, 32, 8)
     ```
 
     References:

@@ -26,7 +26,8 @@ class PhysicalSystemTwin(keras.layers.Layer):
     Example:
 
     ```python
-    twin = SimulatedPhysicalSystem(784, 1000).digital_twin()
+    twin = keras_local.layers.SimulatedPhysicalSystem(784, 1000).digital_twin()
+    y = twin(np.zeros((4, 784), "float32"))  # a differentiable Keras layer
     ```
 
     References:

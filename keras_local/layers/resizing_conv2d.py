@@ -42,7 +42,7 @@ class ResizingConv2D(keras.layers.Layer):
     Example:
 
     ```python
-    layer = ResizingConv2D(12, 3, height=32, width=32, use_bias=False)
+    layer = keras_local.layers.ResizingConv2D(12, 3, height=32, width=32, use_bias=False)
     y = layer(keras.ops.ones((2, 8, 8, 64)))  # (2, 32, 32, 12)
     ```
 

@@ -35,8 +35,9 @@ class SAGEConv(GraphConv):
     Example:
 
     ```python
-    layer = SAGEConv(16, activation="relu")
-    h = layer(features, edge_index)  # (num_nodes, 16)
+    graph = keras_local.datasets.load_cora()
+    layer = keras_local.layers.SAGEConv(16, activation="relu")
+    h = layer(graph.x, graph.edge_index)  # (2708, 16)
     ```
 
     References:

@@ -33,7 +33,7 @@ class SimulatedPhysicalSystem:
     Example:
 
     ```python
-    system = SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
+    system = keras_local.layers.SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
     y = system(np.random.rand(8, 784).astype("float32"))
     ```
 

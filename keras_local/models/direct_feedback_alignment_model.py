@@ -55,6 +55,9 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
     Example:
 
     ```python
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
     model = keras_local.DirectFeedbackAlignmentModel(
         blocks=[keras.layers.Dense(500, activation="tanh"),
                 keras.layers.Dense(10)],
@@ -66,6 +69,7 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
         metrics=["accuracy"],
     )
     model.fit(x_train, y_train, epochs=1)
+    model.evaluate(x_test, y_test)
     ```
 
     References:

@@ -111,6 +111,9 @@ class ForwardForwardModel(LocalModel):
     Example:
 
     ```python
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
     model = keras_local.ForwardForwardModel(
         blocks=[keras.layers.Dense(500, activation="relu"),
                 keras.layers.Dense(500, activation="relu")],
@@ -130,6 +133,8 @@ class ForwardForwardModel(LocalModel):
           Channel-wise Competitive Learning for the Forward-Forward
           Algorithm", AAAI 2024.
     """
+
+    serialized_arguments = ("blocks",)
 
     adds_regularization_losses = True
 
@@ -642,14 +647,6 @@ class ForwardForwardModel(LocalModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["blocks"] = [
-            keras.saving.deserialize_keras_object(b) for b in config["blocks"]
-        ]
-        return cls(**config)
 
 
 def _log_block(logs, i, loss, g_pos, g_neg):

@@ -63,9 +63,10 @@ class ForwardGNNLinkModel(LocalModel):
     Example:
 
     ```python
-    split = link_split(edge_index, num_nodes)
-    x, _ = link_batch(features, split["edge_index"], split["train"][0])
-    model = ForwardGNNLinkModel(conv="gcn", rule="sf")
+    graph = keras_local.datasets.load_cora()
+    split = keras_local.datasets.link_split(graph.edge_index, graph.num_nodes)
+    x, _ = keras_local.datasets.link_batch(graph.x, split["edge_index"], split["train"][0])
+    model = keras_local.ForwardGNNLinkModel(conv="gcn", rule="sf")
     model.compile(optimizer="adam", metrics=[keras.metrics.AUC()])
     model.fit(x, batch_size=1, epochs=100)
     ```

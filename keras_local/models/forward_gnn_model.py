@@ -111,14 +111,16 @@ class ForwardGNNModel(LocalModel):
     Example:
 
     ```python
-    x, y, train_mask = graph_batch(features, edge_index, labels,
-                                   mask=train_index, known_mask=train_index)
-    model = ForwardGNNModel(num_classes=7, conv="gcn", rule="sf")
+    graph = keras_local.datasets.load_cora()
+    x, y, train_mask = keras_local.datasets.graph_batch(
+        graph.x, graph.edge_index, graph.y, mask=graph.train_index,
+        known_mask=graph.train_index)
+    model = keras_local.ForwardGNNModel(num_classes=7, conv="gcn", rule="sf")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)
 
     # The reference's schedule: one layer after the other.
-    model = ForwardGNNModel(num_classes=7, rule="sf", weight_decay=5e-4)
+    model = keras_local.ForwardGNNModel(num_classes=7, rule="sf", weight_decay=5e-4)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     for i in range(model.num_layers):
         model.set_active_layer(i)

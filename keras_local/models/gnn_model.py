@@ -42,7 +42,10 @@ class GNNModel(keras.Model):
     Example:
 
     ```python
-    model = GNNModel(num_classes=7, conv="gcn")
+    graph = keras_local.datasets.load_cora()
+    x, y, train_mask = keras_local.datasets.graph_batch(
+        graph.x, graph.edge_index, graph.y, mask=graph.train_index)
+    model = keras_local.GNNModel(num_classes=7, conv="gcn")
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
         from_logits=True), weighted_metrics=["accuracy"])
     model.fit(x, y, sample_weight=train_mask, batch_size=1, epochs=100)

@@ -135,14 +135,21 @@ class LocalLossModel(LocalModel):
     Example:
 
     ```python
-    resnet = keras.applications.ResNet50(weights=None, classes=10,
-                                         input_shape=(32, 32, 3))
-    model = keras_local.LocalLossModel(resnet, num_modules=4,
-                                       auxiliary="auglocal")
+    (x, y), _ = keras_local.datasets.load_cifar10(max_train=10000)
+    inputs = keras.Input((32, 32, 3))
+    h = inputs
+    for filters in (32, 64, 128, 256):
+        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    net = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+    # Any Functional model works the same way, e.g. keras.applications.ResNet50(
+    #     weights=None, classes=10, input_shape=(32, 32, 3)).
+    model = keras_local.LocalLossModel(net, num_modules=4, auxiliary="auglocal")
     model.compile(optimizer="adam",
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x, y, epochs=1)
+    model.fit(x / 255.0, y, epochs=1)
     plain = model.inference_model()
     ```
 
@@ -155,6 +162,8 @@ class LocalLossModel(LocalModel):
         - Su et al., "Momentum Auxiliary Network for Supervised Local
           Learning", ECCV 2024.
     """
+
+    serialized_arguments = ("network", "auxiliary")
 
     adds_regularization_losses = True
 
@@ -915,18 +924,6 @@ class LocalLossModel(LocalModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["network"] = keras.saving.deserialize_keras_object(
-            config["network"]
-        )
-        if isinstance(config.get("auxiliary"), dict):
-            config["auxiliary"] = keras.saving.deserialize_keras_object(
-                config["auxiliary"]
-            )
-        return cls(**config)
 
 
 # ---------------------------------------------------------------------- #

@@ -452,6 +452,25 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             metrics = metrics + list(self._local_trackers.values())
         return metrics
 
+    # Constructor arguments that hold Keras objects (a layer or model, or a
+    # list of them), which `get_config` serialises; `from_config` rebuilds
+    # them before calling the constructor.
+    serialized_arguments = ()
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in cls.serialized_arguments:
+            value = config.get(key)
+            if isinstance(value, list):
+                config[key] = [
+                    keras.saving.deserialize_keras_object(item, custom_objects)
+                    for item in value
+                ]
+            elif isinstance(value, dict):
+                config[key] = keras.saving.deserialize_keras_object(value, custom_objects)
+        return cls(**config)
+
     def compile_from_config(self, config):
         # Keras skips models that override `compile`; ours only adds the
         # log trackers, so loading compiles as usual.

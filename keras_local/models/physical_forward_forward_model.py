@@ -73,13 +73,17 @@ class PhysicalForwardForwardModel(LocalModel):
     Example:
 
     ```python
-    system = SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
-    model = PhysicalForwardForwardModel(
-        [BlackBox(system)], [keras.layers.Dense(500, activation="relu")],
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    system = keras_local.layers.SimulatedPhysicalSystem(784, 1000, noise=0.02, drift=1e-4)
+    model = keras_local.PhysicalForwardForwardModel(
+        [keras_local.layers.BlackBox(system)], [keras.layers.Dense(500, activation="relu")],
         num_classes=10, measurement_normalization="layer", readout="softmax",
     )
     model.compile(optimizer="adam", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=100, epochs=1)
+    model.evaluate(x_test, y_test)
     ```
 
     References:
@@ -87,6 +91,8 @@ class PhysicalForwardForwardModel(LocalModel):
           Training of Deep Physical Neural Networks", Science 2023.
         - Hinton, "The Forward-Forward Algorithm", 2022.
     """
+
+    serialized_arguments = ("black_boxes", "digital_layers")
 
     adds_regularization_losses = True
 
@@ -371,10 +377,3 @@ class PhysicalForwardForwardModel(LocalModel):
             "readout": self.readout,
         })
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("black_boxes", "digital_layers"):
-            config[key] = [keras.saving.deserialize_keras_object(b) for b in config[key]]
-        return cls(**config)

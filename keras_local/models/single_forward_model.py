@@ -69,13 +69,17 @@ class SingleForwardModel(LocalModel):
     Example:
 
     ```python
-    model = SingleForwardModel(
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    model = keras_local.SingleForwardModel(
         blocks=[keras.layers.Dense(500, activation="relu"),
                 keras.layers.Dense(500, activation="relu")],
         num_classes=10, rule="sf_topdown", temperature=0.5,
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=100, epochs=1)
+    model.evaluate(x_test, y_test)
     ```
 
     References:
@@ -83,6 +87,8 @@ class SingleForwardModel(LocalModel):
           ICLR 2024 (facebookresearch/forwardgnn, `gnn_sf.py`,
           `gnn_top2input_sf.py`).
     """
+
+    serialized_arguments = ("blocks",)
 
     adds_regularization_losses = True
 
@@ -443,11 +449,3 @@ class SingleForwardModel(LocalModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["blocks"] = [
-            keras.saving.deserialize_keras_object(b) for b in config["blocks"]
-        ]
-        return cls(**config)

@@ -107,6 +107,9 @@ class TargetProjectionModel(LocalModel):
     Example:
 
     ```python
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
     model = keras_local.TargetProjectionModel(
         blocks=[keras.layers.Dense(500, activation="tanh"),
                 keras.layers.Dense(500, activation="tanh"),
@@ -119,6 +122,7 @@ class TargetProjectionModel(LocalModel):
         metrics=["accuracy"],
     )
     model.fit(x_train, y_train, batch_size=100, epochs=1)
+    model.evaluate(x_test, y_test)
     ```
 
     References:
@@ -127,6 +131,8 @@ class TargetProjectionModel(LocalModel):
           Networks", Frontiers in Neuroscience, 2021.
         - Lomnitz et al., "Learning with Local Gradients at the Edge", 2022.
     """
+
+    serialized_arguments = ("blocks",)
 
     _RULES = tp.RULES
 
@@ -491,15 +497,12 @@ class TargetProjectionModel(LocalModel):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["blocks"] = [
-            keras.saving.deserialize_keras_object(b) for b in config["blocks"]
-        ]
         config["projection_initializer"] = keras.initializers.deserialize(
             config["projection_initializer"]
         )
-        return cls(**config)
+        return super().from_config(config, custom_objects)
 
 
 

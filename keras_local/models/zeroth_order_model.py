@@ -115,6 +115,8 @@ class ZerothOrderModel(LocalModel):
     Example:
 
     ```python
+    x = np.random.default_rng(0).normal(size=(1000, 20)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
     net = keras.Sequential([keras.Input((20,)), keras.layers.Dense(2)])
     model = keras_local.ZerothOrderModel(net, epsilon=1e-3, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(1e-2),
@@ -133,6 +135,8 @@ class ZerothOrderModel(LocalModel):
           Memory-Efficient LLM Fine-Tuning: A Benchmark" (ZO-Bench), 2024.
         - Baydin et al., "Gradients without Backpropagation", 2022.
     """
+
+    serialized_arguments = ("model",)
 
     def __init__(
         self,
@@ -872,12 +876,6 @@ class ZerothOrderModel(LocalModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
 
 
 # A Dense kernel with more entries is perturbed in column blocks of at most
