@@ -9,6 +9,7 @@ from keras_local.models.argument_checks import check_num_classes
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import call_with_losses
 from keras_local.rules import forward_forward as ff
+from keras_local.rules.labels import check_choice
 from keras_local.rules.labels import check_classification_data
 from keras_local.rules.labels import check_label_shape
 from keras_local.rules.ordering import after
@@ -161,9 +162,9 @@ class ForwardForwardModel(LocalModel):
         super().__init__(seed=seed, **kwargs)
         blocks = check_blocks(blocks)
         check_num_classes(num_classes)
-        _check_choice("goodness", goodness, ff.GOODNESS_TYPES)
+        check_choice("goodness", goodness, ff.GOODNESS_TYPES)
         if goodness == "channelwise":
-            _check_choice("loss", loss, ff.CHANNELWISE_LOSSES)
+            check_choice("loss", loss, ff.CHANNELWISE_LOSSES)
             for name, value in (("label_embedding", label_embedding),
                                 ("negative_labels", negative_labels)):
                 if value is not None:
@@ -174,13 +175,13 @@ class ForwardForwardModel(LocalModel):
                         f"None. Received: {name}={value!r}"
                     )
         else:
-            _check_choice("loss", loss, ff.LOSSES)
+            check_choice("loss", loss, ff.LOSSES)
             label_embedding = "overlay" if label_embedding is None else label_embedding
             negative_labels = "random" if negative_labels is None else negative_labels
-            _check_choice("label_embedding", label_embedding, ff.LABEL_EMBEDDINGS)
-            _check_choice("negative_labels", negative_labels, NEGATIVE_LABELS)
-        _check_choice("normalization", normalization, ff.NORMALIZATIONS)
-        _check_choice("readout", readout, READOUTS)
+            check_choice("label_embedding", label_embedding, ff.LABEL_EMBEDDINGS)
+            check_choice("negative_labels", negative_labels, NEGATIVE_LABELS)
+        check_choice("normalization", normalization, ff.NORMALIZATIONS)
+        check_choice("readout", readout, READOUTS)
         self.blocks = blocks
         self.num_classes = int(num_classes)
         if isinstance(threshold, str) and threshold != "width":
@@ -660,11 +661,3 @@ def _weighted_mean(per_sample, sample_weight):
         return ops.mean(per_sample)
     weight = ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
     return ops.mean(per_sample * weight)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown `{name}`. Expected one of {choices}. Received: "
-            f"{name}={value!r}"
-        )

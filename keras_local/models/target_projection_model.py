@@ -10,6 +10,7 @@ from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import check_finite
 from keras_local.models.local_model import sum_losses
 from keras_local.rules import target_projection as tp
+from keras_local.rules.labels import check_choice
 from keras_local.rules.labels import check_integer_labels
 from keras_local.rules.ordering import after
 
@@ -160,7 +161,7 @@ class TargetProjectionModel(LocalModel):
             expected="a list of at least two Keras layers: hidden blocks and the output block",
         )
         check_num_classes(num_classes)
-        _check_choice("rule", rule, self._RULES)
+        check_choice("rule", rule, self._RULES)
         if rule == "drtp" and local_loss is not None:
             raise ValueError(
                 "`local_loss` is only used by rule='tpsgd'; DRTP's update is "
@@ -171,7 +172,7 @@ class TargetProjectionModel(LocalModel):
             local_loss = tp.check_local_loss(
                 "mse" if local_loss is None else local_loss
             )
-        _check_choice("conv_targets", conv_targets, CONV_TARGETS)
+        check_choice("conv_targets", conv_targets, CONV_TARGETS)
         if (
             isinstance(conv_target_grid, bool)
             or not isinstance(conv_target_grid, (int, np.integer))
@@ -188,7 +189,7 @@ class TargetProjectionModel(LocalModel):
                 f"conv_target_grid={conv_target_grid!r}. Pass "
                 "conv_targets='pooled' or leave the grid at 1."
             )
-        _check_choice("recurrent_targets", recurrent_targets, RECURRENT_TARGETS)
+        check_choice("recurrent_targets", recurrent_targets, RECURRENT_TARGETS)
         if projection_shapes is not None:
             if (
                 not isinstance(projection_shapes, (list, tuple))
@@ -521,11 +522,3 @@ def stateless_block_call(block, params, block_ntv, inputs, training=True,
         params, block_ntv, inputs, return_losses=True, **kwargs
     )
     return out, new_block_ntv, sum_losses(losses)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown `{name}`. Expected one of {choices}. Received: "
-            f"{name}={value!r}"
-        )

@@ -9,6 +9,7 @@ from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import regularized_parts
 from keras_local.models.local_model import sum_losses
 from keras_local.rules import zeroth_order as zo
+from keras_local.rules.labels import check_choice
 
 
 @keras_local_export
@@ -164,10 +165,10 @@ class ZerothOrderModel(LocalModel):
                 "`model` must be a Keras model or layer. Received: "
                 f"model={model!r} of type {type(model).__name__}"
             )
-        _check_choice("estimator", estimator, zo.ESTIMATORS)
-        _check_choice("distribution", distribution, zo.DISTRIBUTIONS)
-        _check_choice("generator", generator, zo.GENERATORS)
-        _check_choice("sparsity_mode", sparsity_mode, zo.SPARSITY_MODES)
+        check_choice("estimator", estimator, zo.ESTIMATORS)
+        check_choice("distribution", distribution, zo.DISTRIBUTIONS)
+        check_choice("generator", generator, zo.GENERATORS)
+        check_choice("sparsity_mode", sparsity_mode, zo.SPARSITY_MODES)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
             raise ValueError(
                 "`epsilon` must be a float > 0. Received: "
@@ -881,14 +882,6 @@ class ZerothOrderModel(LocalModel):
 # A Dense kernel with more entries is perturbed in column blocks of at most
 # this many entries (4 MiB in float32).
 _KERNEL_BLOCK = 1 << 20
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown `{name}`. Expected one of {list(choices)}. "
-            f"Received: {name}={value!r}"
-        )
 
 
 def _operations_reaching(graph, output_positions=None):

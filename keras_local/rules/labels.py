@@ -1,6 +1,15 @@
-"""Checks of class-label arrays, shared by the supervised rules."""
+"""Input checks shared by the rules: class labels, finite arrays, choices."""
 
 import numpy as np
+
+
+def check_choice(name, value, choices):
+    """Raises `ValueError` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"Unknown `{name}`. Expected one of {list(choices)}. "
+            f"Received: {name}={value!r}"
+        )
 
 
 def check_finite(x, name):
