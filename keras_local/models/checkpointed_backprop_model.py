@@ -52,19 +52,16 @@ class CheckpointedBackpropModel(LocalLossModel):
     Example:
 
     ```python
-    (x, y), _ = keras_local.datasets.load_cifar10(max_train=10000)
-    inputs = keras.Input((32, 32, 3))
-    h = inputs
-    for filters in (32, 64, 128, 256):
-        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
-        h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    net = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
-    # Any Functional model works the same way, e.g. keras.applications.ResNet50(
-    #     weights=None, classes=10, input_shape=(32, 32, 3)).
+    (x, y), _ = keras_local.datasets.load_mnist()
+    net = keras.Sequential(
+        [keras.Input((784,))]
+        + [keras.layers.Dense(1024, activation="relu") for _ in range(8)]
+        + [keras.layers.Dense(10)]
+    )
     model = keras_local.CheckpointedBackpropModel(net, num_modules=4)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    model.fit(x / 255.0, y)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    model.fit(x.reshape(-1, 784) / 255.0, y)
     ```
 
     References:
