@@ -22,6 +22,17 @@ import keras_local
 from tests.conftest import require_data
 
 MAX_EXAMPLES = 256
+DATA_FILES = {
+    "load_mnist": "mnist.npz",
+    "load_cifar10": "cifar10_jpeg.npz",
+    "load_cora": "cora_planetoid.npz",
+    "load_citeseer": "citeseer_planetoid.npz",
+    "load_amazon_photo": "amazon_photo.npz",
+    "load_amazon_computers": "amazon_computers.npz",
+    "load_coauthor_cs": "coauthor_cs.npz",
+    "load_sst2": "sst2_sentences.npz",
+    "load_trec6": "trec6.npz",
+}
 
 
 def _collect():
@@ -79,12 +90,9 @@ def test_examples_were_found():
 
 @pytest.mark.parametrize("code", EXAMPLES)
 def test_docstring_example_runs(code, monkeypatch):
-    if "load_mnist" in code:
-        require_data("mnist.npz")
-    if "load_cora" in code:
-        require_data("cora_planetoid.npz")
-    if "load_cifar10" in code:
-        require_data("cifar10_jpeg.npz")
+    for loader, filename in DATA_FILES.items():
+        if loader + "(" in code:
+            require_data(filename)
     monkeypatch.setattr(keras.Model, "fit", _shrunk(keras.Model.fit, True))
     monkeypatch.setattr(keras.Model, "evaluate", _shrunk(keras.Model.evaluate, False))
     monkeypatch.setattr(keras.Model, "predict", _shrunk(keras.Model.predict, False))

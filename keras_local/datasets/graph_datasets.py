@@ -118,6 +118,13 @@ def load_citeseer(path=None, sparse=False):
     Returns:
         A `keras_local.datasets.GraphDataset`.
 
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_citeseer()
+    print(graph.num_nodes, graph.num_classes)  # 3327 6
+    ```
+
     References:
         Yang, Cohen & Salakhutdinov, "Revisiting Semi-Supervised Learning
         with Graph Embeddings", ICML 2016 (the Planetoid split).
@@ -139,6 +146,12 @@ def load_amazon_photo(path=None, sparse=False, split=(0.6, 0.2, 0.2), seed=0):
 
     Returns:
         A `keras_local.datasets.GraphDataset`.
+
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_amazon_photo(split=(0.1, 0.1, 0.8), seed=1)
+    ```
 
     References:
         Shchur et al., "Pitfalls of Graph Neural Network Evaluation",
@@ -162,6 +175,13 @@ def load_amazon_computers(path=None, sparse=False, split=(0.6, 0.2, 0.2), seed=0
     Returns:
         A `keras_local.datasets.GraphDataset`.
 
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_amazon_computers()
+    batches = keras_local.datasets.dataset_batches(graph)
+    ```
+
     References:
         Shchur et al., "Pitfalls of Graph Neural Network Evaluation",
         2018 (the data set).
@@ -184,6 +204,12 @@ def load_coauthor_cs(path=None, sparse=True, split=(0.6, 0.2, 0.2), seed=0):
 
     Returns:
         A `keras_local.datasets.GraphDataset`.
+
+    Example:
+
+    ```python
+    graph = keras_local.datasets.load_coauthor_cs()  # x: a SciPy CSR matrix
+    ```
 
     References:
         Shchur et al., "Pitfalls of Graph Neural Network Evaluation",

@@ -8,12 +8,27 @@ from keras_local.datasets.data_path import find_data_file
 
 
 def load_mnist(path=None):
-    """MNIST: uint8 images `(N, 28, 28)`, uint8 labels; 60k train, 10k test.
+    """MNIST, as `keras.datasets.mnist.load_data()` returns it.
 
     Args:
         path: optional file or folder holding `mnist.npz`. Defaults to
             `None` (search `$KERAS_LOCAL_DATA_DIR`, the Keras cache, then
             download with `keras.datasets.mnist`).
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: uint8 images `(N, 28, 28)`
+        and uint8 labels `(N,)`; 60k train, 10k test.
+
+    Example:
+
+    ```python
+    (x_train, y_train), (x_test, y_test) = keras_local.datasets.load_mnist()
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    ```
+
+    References:
+        - LeCun, Bottou, Bengio and Haffner, "Gradient-Based Learning
+          Applied to Document Recognition", Proc. IEEE 1998.
     """
 
     def download():
@@ -52,6 +67,21 @@ def load_cifar10(path=None, max_train=None, max_test=None, seed=0):
             appear) training images. Defaults to `None` (all 50k).
         max_test: int, the same for the test set. Defaults to `None`.
         seed: int, the shuffle seed. Defaults to `0`.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: uint8 images
+        `(N, 32, 32, 3)` and uint8 labels `(N,)`.
+
+    Example:
+
+    ```python
+    (x, y), (x_test, y_test) = keras_local.datasets.load_cifar10(
+        max_train=5000, max_test=1000)
+    ```
+
+    References:
+        - Krizhevsky, "Learning Multiple Layers of Features from Tiny
+          Images", 2009.
     """
     try:
         file = find_data_file("cifar10_jpeg.npz", path)

@@ -21,8 +21,27 @@ def _feature_axes(x):
 
 
 def goodness(activity, reduction="mean"):
-    """Goodness of each sample: the mean (or, with `reduction="sum"`, the
-    sum) of squared activities over every non-batch axis: shape `(B,)`."""
+    """Goodness of each sample: its mean (or summed) squared activity.
+
+    Args:
+        activity: tensor `(B, ...)`, a block's output.
+        reduction: `"mean"` or `"sum"` of the squares over every non-batch
+            axis. Defaults to `"mean"`, which does not grow with the width.
+
+    Returns:
+        A tensor `(B,)`.
+
+    Example:
+
+    ```python
+    g = keras_local.rules.goodness(np.array([[1.0, 2.0], [0.0, 3.0]]))
+    # [2.5, 4.5]
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
+    """
     if reduction == "sum":
         return ops.sum(ops.square(activity), axis=_feature_axes(activity))
     return ops.mean(ops.square(activity), axis=_feature_axes(activity))
@@ -104,11 +123,32 @@ def peer_normalization(activity, running_mean, momentum=0.9):
 def normalize_length(x, mode="rms", epsilon=1e-4):
     """Keeps only the direction of each sample's activity vector.
 
-    `"l2"`: x / (||x|| + eps) (the common PyTorch reference);
-    `"rms"`: x / (sqrt(mean(x**2)) + eps), which does not shrink with the
-    width; `"layer"`: the sample's mean is subtracted first, then the
-    `"rms"` scaling (a layer normalisation without gain or bias);
-    `"none"`: x unchanged.
+    Forward-Forward normalises a block's output before the next block, so
+    that the next block cannot read the goodness from its length.
+
+    Args:
+        x: tensor `(B, ...)`; every non-batch axis is normalised together.
+        mode: `"l2"`: x / (||x|| + eps) (the common PyTorch reference);
+            `"rms"`: x / (sqrt(mean(x**2)) + eps), which does not shrink
+            with the width; `"layer"`: the sample's mean is subtracted
+            first, then the `"rms"` scaling (a layer normalisation without
+            gain or bias); `"none"`: x unchanged. Defaults to `"rms"`.
+        epsilon: float added to the norm. Defaults to `1e-4`.
+
+    Returns:
+        A tensor of the shape of `x`.
+
+    Example:
+
+    ```python
+    x = np.array([[3.0, 4.0]])
+    keras_local.rules.normalize_length(x, mode="l2")   # ~[[0.6, 0.8]]
+    keras_local.rules.normalize_length(x, mode="rms")  # ~[[0.85, 1.13]]
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
     """
     if mode == "none":
         return x
@@ -132,10 +172,33 @@ def forward_forward_loss(
     positive_goodness, negative_goodness, threshold=2.0, loss="softplus",
     alpha=4.0,
 ):
-    """Per-sample Forward-Forward loss, shape `(B,)`.
+    """Per-sample Forward-Forward loss.
 
-    `"softplus"`: softplus(-(g_pos - theta)) + softplus(g_neg - theta);
-    `"symba"`: softplus(-alpha * (g_pos - g_neg)) (Lee & Song 2023).
+    Args:
+        positive_goodness: tensor `(B,)`, the goodness of real data.
+        negative_goodness: tensor `(B,)`, the goodness of negative data.
+        threshold: float, theta of the `"softplus"` loss. Defaults to `2.0`.
+        loss: `"softplus"`: softplus(-(g_pos - theta)) + softplus(g_neg -
+            theta); `"symba"`: softplus(-alpha * (g_pos - g_neg)). Defaults
+            to `"softplus"`.
+        alpha: float, the `"symba"` scale. Defaults to `4.0`.
+
+    Returns:
+        A tensor `(B,)`.
+
+    Example:
+
+    ```python
+    g_pos, g_neg = np.array([3.0, 1.0]), np.array([1.0, 3.0])
+    loss = keras_local.rules.forward_forward_loss(g_pos, g_neg, threshold=2.0)
+    # [0.63, 2.63]: the first sample is separated, the second inverted
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
+        - Lee and Song, "SymBa: A Symmetric Loss Function for the
+          Forward-Forward Algorithm", 2023.
     """
     if loss == "softplus":
         return ops.softplus(threshold - positive_goodness) + ops.softplus(
@@ -150,15 +213,35 @@ def forward_forward_loss(
 
 
 def embed_label(x, labels, num_classes, mode="overlay", scale=1.0):
-    """Writes a one-hot label into a batch of vectors `(B, D)` or images
-    `(B, H, W, C)`.
+    """Writes a one-hot label into a batch of vectors or images.
 
-    `"overlay"` replaces the first `num_classes` features (as in the paper);
-    for images, the first `num_classes` pixels in raster order, in every
-    channel. `"append"` concatenates the one-hot after the features; for
-    images, as `num_classes` extra channels, constant over the image.
-    `labels` may be integers `(B,)` or a `(B, num_classes)` float embedding
-    (e.g. the uniform "neutral" label).
+    Args:
+        x: tensor `(B, D)` or images `(B, H, W, C)`.
+        labels: integers `(B,)`, or a `(B, num_classes)` float embedding
+            (e.g. the uniform "neutral" label).
+        num_classes: int.
+        mode: `"overlay"` replaces the first `num_classes` features (as in
+            the paper); for images, the first `num_classes` pixels in
+            raster order, in every channel. `"append"` concatenates the
+            one-hot after the features; for images, as `num_classes` extra
+            channels, constant over the image. Defaults to `"overlay"`.
+        scale: float, the value of the label's "on" entry. Defaults to `1.0`.
+
+    Returns:
+        `(B, D)` or `(B, H, W, C)` with `"overlay"`; `(B, D + num_classes)`
+        or `(B, H, W, C + num_classes)` with `"append"`.
+
+    Example:
+
+    ```python
+    x = np.zeros((2, 5), "float32")
+    keras_local.rules.embed_label(x, np.array([1, 2]), num_classes=3)
+    # [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0]]
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
     """
     if len(labels.shape) == 1:
         code = ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype=x.dtype)
@@ -194,6 +277,25 @@ def random_wrong_labels(labels, num_classes, seed):
 
     Drawn with `portable_randint`, so every backend draws the same labels
     from the same seed.
+
+    Args:
+        labels: integer tensor `(B,)`.
+        num_classes: int >= 2.
+        seed: integer seed tensor, shape `()` or `(2,)`.
+
+    Returns:
+        An int32 tensor `(B,)`, never equal to `labels`.
+
+    Example:
+
+    ```python
+    wrong = keras_local.rules.random_wrong_labels(
+        np.array([0, 1, 2]), num_classes=10, seed=np.int32(7))
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
     """
     labels = ops.cast(labels, "int32")
     offset = 1 + portable_randint(seed, ops.shape(labels), num_classes - 1)
@@ -201,8 +303,27 @@ def random_wrong_labels(labels, num_classes, seed):
 
 
 def hardest_wrong_labels(scores, labels):
-    """The most-confused wrong label: argmax of `scores` (B, K) over the
-    labels that are not the true one."""
+    """The most-confused wrong label of each sample (hard negatives).
+
+    Args:
+        scores: tensor `(B, K)`, e.g. each label's goodness.
+        labels: integer tensor `(B,)`, the true labels.
+
+    Returns:
+        An int32 tensor `(B,)`: the argmax of `scores` over the labels that
+        are not the true one.
+
+    Example:
+
+    ```python
+    scores = np.array([[0.9, 0.5, 0.7], [0.1, 0.2, 0.3]])
+    keras_local.rules.hardest_wrong_labels(scores, np.array([0, 2]))  # [2, 1]
+    ```
+
+    References:
+        - Hinton, "The Forward-Forward Algorithm: Some Preliminary
+          Investigations", 2022.
+    """
     scores = ops.convert_to_tensor(scores)
     num_classes = scores.shape[-1]
     mask = ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype=scores.dtype)

@@ -63,6 +63,13 @@ def portable_randint(seed, shape, maxval):
 
     Returns:
         An int32 tensor of `shape`.
+
+    Example:
+
+    ```python
+    # The same four integers on JAX, TensorFlow and PyTorch.
+    keras_local.rules.portable_randint(np.int32(0), (4,), 10)
+    ```
     """
     if all(isinstance(d, int) for d in shape):
         size = 1

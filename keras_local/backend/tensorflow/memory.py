@@ -4,7 +4,8 @@ from keras_local.backend.common import MemoryReport
 
 
 def train_step_memory(model, x, y, sample_weight=None):
-    """TensorFlow exposes no memory analysis of a compiled XLA program."""
+    """TensorFlow exposes no memory analysis of a compiled XLA program: a
+    `MemoryReport` with `bytes=None` (arguments as on JAX)."""
     return MemoryReport(
         None,
         "not available on TensorFlow: tf.function exposes no compiled "
