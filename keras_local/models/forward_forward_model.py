@@ -6,12 +6,11 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
+from keras_local.models.classifier_input_checks import ClassifierInputChecks
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import call_with_losses
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_choice
-from keras_local.rules.labels import check_classification_data
-from keras_local.rules.labels import check_label_shape
 from keras_local.rules.ordering import after
 
 NEGATIVE_LABELS = ("random", "hard")
@@ -19,7 +18,7 @@ READOUTS = (None, "softmax")
 
 
 @keras_local_export
-class ForwardForwardModel(LocalModel):
+class ForwardForwardModel(ClassifierInputChecks, LocalModel):
     """Forward-Forward training (Hinton 2022) of a stack of Keras blocks.
 
     Each block sees the length-normalised output of the block below (only
@@ -604,16 +603,6 @@ class ForwardForwardModel(LocalModel):
     # ------------------------------------------------------------------ #
     # Input checks.
     # ------------------------------------------------------------------ #
-    def validate_data(self, x, y=None, sample_weight=None):
-        check_classification_data(
-            "ForwardForwardModel", x, y, self.num_classes, self._check_input_rank
-        )
-
-    def validate_shapes(self, x, y=None):
-        self._check_input_rank(tuple(x.shape))
-        if y is not None:
-            check_label_shape(y.shape)
-
     def _check_input_rank(self, shape):
         if len(shape) not in (2, 4):
             raise ValueError(
@@ -628,9 +617,6 @@ class ForwardForwardModel(LocalModel):
         config = super().get_config()
         config.update(
             {
-                "blocks": [
-                    keras.saving.serialize_keras_object(b) for b in self.blocks
-                ],
                 "num_classes": self.num_classes,
                 "threshold": self.threshold,
                 "loss": self.loss_type,

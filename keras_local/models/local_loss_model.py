@@ -902,15 +902,10 @@ class LocalLossModel(LocalModel):
 
     def get_config(self):
         config = super().get_config()
-        auxiliary = self.auxiliary
-        if callable(auxiliary):
-            auxiliary = keras.saving.serialize_keras_object(auxiliary)
         config.update(
             {
-                "network": keras.saving.serialize_keras_object(self.network),
                 "num_modules": self.num_modules,
                 "cuts": self.cuts,
-                "auxiliary": auxiliary,
                 "auxiliary_depth": self.auxiliary_depth,
                 "pyramid_coefficient": self.pyramid_coefficient,
                 "infopro_lambdas": _as_lists(self.infopro_lambdas),

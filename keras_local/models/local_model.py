@@ -452,9 +452,10 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             metrics = metrics + list(self._local_trackers.values())
         return metrics
 
-    # Constructor arguments that hold Keras objects (a layer or model, or a
-    # list of them), which `get_config` serialises; `from_config` rebuilds
-    # them before calling the constructor.
+    # Constructor arguments that may hold Keras objects (a layer, a model or
+    # a function, or a list of them), kept as attributes of the same name:
+    # `get_config` serialises them and `from_config` rebuilds them before
+    # calling the constructor.
     serialized_arguments = ()
 
     @classmethod
@@ -581,6 +582,14 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({"seed": self.seed})
+        for key in self.serialized_arguments:
+            value = getattr(self, key)
+            if isinstance(value, (list, tuple)):
+                config[key] = [keras.saving.serialize_keras_object(item) for item in value]
+            elif callable(value):  # a layer, a model or a function
+                config[key] = keras.saving.serialize_keras_object(value)
+            else:  # e.g. the name of a built-in choice
+                config[key] = value
         return config
 
 

@@ -367,8 +367,6 @@ class PhysicalForwardForwardModel(LocalModel):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "black_boxes": [keras.saving.serialize_keras_object(b) for b in self.black_boxes],
-            "digital_layers": [keras.saving.serialize_keras_object(b) for b in self.digital_layers],
             "num_classes": self.num_classes,
             "threshold": self.threshold,
             "normalization": self.normalization,

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 from keras import ops
 
@@ -6,17 +5,16 @@ from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.models.argument_checks import check_blocks
 from keras_local.models.argument_checks import check_num_classes
+from keras_local.models.classifier_input_checks import ClassifierInputChecks
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import call_with_losses
 from keras_local.rules import single_forward as sf
-from keras_local.rules.labels import check_classification_data
-from keras_local.rules.labels import check_label_shape
 
 RULES = ("sf", "sf_topdown")
 
 
 @keras_local_export
-class SingleForwardModel(LocalModel):
+class SingleForwardModel(ClassifierInputChecks, LocalModel):
     """Single-forward learning (no negative data), plain or top-down.
 
     The "SF" rule of Park et al. (ICLR 2024) in its plain-network form. The
@@ -409,16 +407,6 @@ class SingleForwardModel(LocalModel):
     # ------------------------------------------------------------------ #
     # Input checks.
     # ------------------------------------------------------------------ #
-    def validate_data(self, x, y=None, sample_weight=None):
-        check_classification_data(
-            "SingleForwardModel", x, y, self.num_classes, self._check_input_rank
-        )
-
-    def validate_shapes(self, x, y=None):
-        self._check_input_rank(tuple(x.shape))
-        if y is not None:
-            check_label_shape(y.shape)
-
     def _check_input_rank(self, shape):
         if self.rule == "sf_topdown" and len(shape) != 2:
             raise ValueError(
@@ -436,9 +424,6 @@ class SingleForwardModel(LocalModel):
         config = super().get_config()
         config.update(
             {
-                "blocks": [
-                    keras.saving.serialize_keras_object(b) for b in self.blocks
-                ],
                 "num_classes": self.num_classes,
                 "rule": self.rule,
                 "temperature": self.temperature,

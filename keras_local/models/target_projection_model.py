@@ -480,9 +480,6 @@ class TargetProjectionModel(LocalModel):
         config = super().get_config()
         config.update(
             {
-                "blocks": [
-                    keras.saving.serialize_keras_object(b) for b in self.blocks
-                ],
                 "num_classes": self.num_classes,
                 "rule": self.rule,
                 "local_loss": self.local_loss,

@@ -854,7 +854,6 @@ class ZerothOrderModel(LocalModel):
         config = super().get_config()
         config.update(
             {
-                "model": keras.saving.serialize_keras_object(self.model),
                 "estimator": self.estimator,
                 "epsilon": self.epsilon,
                 "num_queries": self.num_queries,
