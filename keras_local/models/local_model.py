@@ -55,6 +55,13 @@ class LocalModel(backend.LocalTrainer, keras.Model):
     decision on, or scales its update by, a statistic of the whole batch
     passes it through `keras_local.backend.replica_mean` first.
 
+    Saving: a rule whose constructor takes layers or models (e.g.
+    `blocks`) keeps each such argument in an attribute of the same name
+    and lists the names in the class attribute `serialized_arguments`
+    (e.g. `("blocks",)`); `get_config` then serialises them and
+    `from_config` rebuilds them, so `save` and `keras.saving.load_model`
+    work. The rule's `get_config` adds its other arguments.
+
     What is logged: during training `loss` is what the rule returns,
     normally the sum of its local losses (one per block, each also logged
     on its own); `evaluate` reports `evaluation_loss`, by default the
