@@ -52,7 +52,7 @@ def _collect():
             (f"{info.name}.{name}", obj)
             for name, obj in vars(module).items()
             if getattr(obj, "__module__", None) == info.name
-            and (isinstance(obj, type) or callable(obj))
+            and callable(obj)
         ]
         for qualname, obj in owners:
             blocks = re.findall(r"```python\n(.*?)```", obj.__doc__ or "", re.S)
