@@ -10,6 +10,8 @@ DRTP, tpSGD, FA and DFA against backprop on the same network and epochs.
     kl jax python benchmarks/target_projection.py mnist --standardize \
         --width 2000 --batch 32 --cosine --shift 1 --epochs 20
     kl jax python benchmarks/target_projection.py cifar10 --train 10000
+    kl jax python benchmarks/target_projection.py cifar10 --train 25000 \
+        --validation 5000 --epochs 3 --conv-targets pooled --kernel-report
     kl jax python benchmarks/target_projection.py rows --cell gru
 
 `mnist`: a Dense MLP on flattened MNIST. `cifar10`: a small CNN
@@ -90,10 +92,14 @@ def freeze_leading(blocks, args):
 
 def cnn_blocks(args):
     act = args.activation
+    penalty = getattr(args, "orthogonal_penalty", 0.0)
+    regularizer = ChannelOrthogonality(penalty) if penalty else None
     return freeze_leading([
-        keras.layers.Conv2D(32, 3, padding="same", activation=act),
+        keras.layers.Conv2D(32, 3, padding="same", activation=act,
+                            kernel_regularizer=regularizer),
         keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, padding="same", activation=act),
+        keras.layers.Conv2D(64, 3, padding="same", activation=act,
+                            kernel_regularizer=regularizer),
         keras.layers.MaxPooling2D(),
         keras.layers.Flatten(),
         keras.layers.Dense(args.width, activation=act),
@@ -105,6 +111,86 @@ def rnn_blocks(args):
     cell = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
             "lstm": keras.layers.LSTM}[args.cell]
     return freeze_leading([cell(args.width), keras.layers.Dense(10)], args)
+
+
+class ChannelOrthogonality(keras.regularizers.Regularizer):
+    """Diagnostic penalty keeping a conv layer's output channels diverse:
+    `factor` times the mean squared cosine between the kernels of two
+    different output channels (each kernel flattened over height, width and
+    input channels). Keras's `OrthogonalRegularizer` takes 2D kernels only."""
+
+    def __init__(self, factor):
+        self.factor = float(factor)
+
+    def __call__(self, kernel):
+        channels = kernel.shape[-1]
+        w = keras.ops.reshape(kernel, (-1, channels))
+        w = w / (keras.ops.norm(w, axis=0, keepdims=True) + 1e-7)
+        cosines = keras.ops.matmul(keras.ops.transpose(w), w)
+        off_diagonal = cosines * (1.0 - keras.ops.eye(channels, dtype=cosines.dtype))
+        return self.factor * keras.ops.sum(off_diagonal ** 2) / (
+            channels * (channels - 1))
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+
+def class_mean_patches(inputs, labels, kernel_size, num_classes=10):
+    """`(num_classes, kh * kw * channels)`: the mean `kh x kw` input patch
+    of each class under "same" zero padding, flattened in the order of a
+    `Conv2D` kernel's first three axes (a class without examples: zeros)."""
+    kh, kw = kernel_size
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(inputs, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    height, width = inputs.shape[1:3]
+    means = np.zeros((num_classes, kh * kw * inputs.shape[-1]), "float64")
+    for k in range(num_classes):
+        chosen = padded[labels == k]
+        if len(chosen):
+            means[k] = np.concatenate([
+                chosen[:, dy:dy + height, dx:dx + width].mean(axis=(0, 1, 2))
+                for dy in range(kh) for dx in range(kw)])
+    return means
+
+
+def fraction_in_span(vectors, matrix):
+    """Share of `matrix`'s squared Frobenius norm (its columns in the space
+    of `vectors`' rows) that lies in the span of those rows."""
+    _, singular, rows = np.linalg.svd(vectors, full_matrices=False)
+    basis = rows[singular > 1e-6 * singular[0]].T
+    return float(np.sum((basis.T @ matrix) ** 2) / np.sum(matrix ** 2)), basis.shape[1]
+
+
+def participation_ratio(matrix):
+    """Effective number of directions of `matrix`: `(sum s^2)^2 / sum s^4`
+    over its singular values `s` (its rank when they are all equal)."""
+    power = np.linalg.svd(matrix, compute_uv=False) ** 2
+    return float(power.sum() ** 2 / np.sum(power ** 2))
+
+
+def report_conv_kernels(blocks, initial_kernels, x, y, rows=5000):
+    """Diagnostic (`--kernel-report`): for every `Conv2D`, the share of its
+    kernels' change since initialisation that lies in the span of the class
+    means of its input patches (computed on the first `rows` training
+    images, each layer's input produced by the trained layers below it),
+    and the effective number of directions of its kernels."""
+    h, labels = x[:rows], y[:rows]
+    convs = iter(initial_kernels)
+    for block in blocks:
+        if isinstance(block, keras.layers.Conv2D):
+            kernel = keras.ops.convert_to_numpy(block.kernel).astype("float64")
+            size = int(np.prod(kernel.shape[:3]))
+            matrix, initial = kernel.reshape(size, -1), next(convs).reshape(size, -1)
+            share, span = fraction_in_span(
+                class_mean_patches(h, labels, kernel.shape[:2]), matrix - initial)
+            print(f"    {block.name}: change in the class-mean span {share:.3f} "
+                  f"(chance {span / size:.3f}); effective directions "
+                  f"{participation_ratio(initial):.1f} at init, "
+                  f"{participation_ratio(matrix):.1f} trained", flush=True)
+        if isinstance(block, keras.layers.Flatten):
+            break
+        h = np.concatenate([keras.ops.convert_to_numpy(block(h[i:i + 500]))
+                            for i in range(0, len(h), 500)])
 
 
 def hold_out(x, y, xt, yt, args):
@@ -210,7 +296,14 @@ def compare(args, make_blocks, data, input_shape, make_train_batches=None):
         if args.cosine:
             steps = args.epochs * math.ceil(len(x) / args.batch)
             learning_rate = keras.optimizers.schedules.CosineDecay(args.lr, steps)
-        model = build(rule, make_blocks(args), input_shape, args, learning_rate)
+        blocks = make_blocks(args)
+        model = build(rule, blocks, input_shape, args, learning_rate)
+        if getattr(args, "kernel_report", False):
+            if not model.built:
+                model.build((None,) + tuple(input_shape))
+            initial_kernels = [
+                keras.ops.convert_to_numpy(b.kernel).astype("float64")
+                for b in blocks if isinstance(b, keras.layers.Conv2D)]
         start = time.time()
         progress = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs, rule=rule: print(
@@ -232,6 +325,8 @@ def compare(args, make_blocks, data, input_shape, make_train_batches=None):
         gap = "" if base is None else f" ({100 * (accuracy - base):+.2f} pts)"
         print(f"{rule:>9}: {held_out} accuracy {100 * accuracy:.2f}%{gap}, "
               f"{seconds:.1f} s/epoch; per epoch: {curve}", flush=True)
+        if getattr(args, "kernel_report", False):
+            report_conv_kernels(blocks, initial_kernels, x, y)
         keras.backend.clear_session()
 
 
@@ -285,7 +380,9 @@ def cifar10(args):
     xt = (xt.astype("float32") - mean) / std
     x, y, xt, yt = hold_out(x, y, xt, yt, args)
     print(f"CNN conv32-pool-conv64-pool-{args.width}-10, {args.activation}, "
-          f"conv targets: {args.conv_targets}, grid {args.conv_target_grid}")
+          f"conv targets: {args.conv_targets}, grid {args.conv_target_grid}"
+          + (f", channel orthogonality penalty {args.orthogonal_penalty}"
+             if args.orthogonal_penalty else ""))
     data = ((x, y.astype("int32")), (xt, yt.astype("int32")))
     compare(args, cnn_blocks, data, (32, 32, 3))
 
@@ -337,11 +434,21 @@ def main():
     c.add_argument("--conv-targets", default="feature_map")
     c.add_argument("--conv-target-grid", type=int, default=1,
                    help="cells per spatial axis of the pooled target")
+    c.add_argument("--orthogonal-penalty", type=float, default=0.0,
+                   help="diagnostic, every rule: penalise the squared cosine "
+                        "between a conv layer's channel kernels (this factor)")
+    c.add_argument("--kernel-report", action="store_true",
+                   help="diagnostic: after training, the share of each conv "
+                        "kernel's change in the span of its class-mean input "
+                        "patches, and its effective number of directions")
     r = accuracy_parser("rows", 128, 3, "tanh", "backprop,tpsgd,drtp", 60000)
     r.add_argument("--cell", default="gru", choices=("simple_rnn", "gru", "lstm"))
     args = parser.parse_args()
     if getattr(args, "projection_scale", 1.0) <= 0:
         parser.error(f"--projection-scale must be > 0. Received: {args.projection_scale}.")
+    if getattr(args, "orthogonal_penalty", 0.0) < 0:
+        parser.error("--orthogonal-penalty must be >= 0. Received: "
+                     f"{args.orthogonal_penalty}.")
     if not 0 <= getattr(args, "shift", 0) < 14:
         parser.error(f"--shift must be between 0 and 13 pixels. Received: {args.shift}.")
     {"memory": memory, "mnist": mnist, "cifar10": cifar10, "rows": rows}[

@@ -134,7 +134,9 @@ input. On row-by-row MNIST with an LSTM, tpSGD matched backprop (96.7% vs
 96.9% after 3 epochs; 96.7% vs 97.2% over three seeds on another backend),
 and with a GRU too. On a small CIFAR-10 CNN it did not (54.6% vs 68.0%
 after 5 epochs): the convolutions it trains are no better than random
-ones, which is why the DRTP reference code keeps its CIFAR-10
+ones (a target that depends on the label alone moves the kernels towards
+the class-mean input patches, and the second layer's kernels collapse
+onto a few such directions), which is why the DRTP reference code keeps its CIFAR-10
 convolutions frozen (`layer.trainable = False` on a block does the same
 here). tpSGD's regression targets are the projected values
 themselves, so their scale matters: on the MLP, projections drawn from

@@ -155,3 +155,86 @@ def test_seed_reaches_weights_projections_and_batches(monkeypatch, capsys):
     # its projections, then the shifted-batch stream.
     assert seeds == [("weights", 3), ("ShiftedImages", 3), ("weights", 3),
                      ("TargetProjectionModel", 3), ("ShiftedImages", 3)], seeds
+
+
+def test_class_mean_patches_match_a_conv2d_and_a_loop():
+    bench = _benchmark()
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(9, 5, 4, 2)).astype("float32")
+    labels = np.array([0, 1, 1, 2, 0, 2, 2, 1, 0])
+    means = bench["class_mean_patches"](inputs, labels, (3, 3), num_classes=4)
+    # A loop over every position of the zero-padded inputs.
+    padded = np.pad(inputs, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for k in range(3):
+        patches = [padded[n, i:i + 3, j:j + 3].ravel()
+                   for n in np.flatnonzero(labels == k) for i in range(5) for j in range(4)]
+        np.testing.assert_allclose(means[k], np.mean(patches, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(means[3], 0.0)  # no example of class 3
+    # The layout is a Conv2D kernel's: a linear "same" convolution's mean
+    # output over a class's positions is that class's mean patch times W.
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    out = keras.ops.convert_to_numpy(conv(inputs))
+    kernel = keras.ops.convert_to_numpy(conv.kernel).reshape(18, 3)
+    for k in range(3):
+        np.testing.assert_allclose(
+            means[k] @ kernel, out[labels == k].mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_fraction_in_span_and_participation_ratio():
+    bench = _benchmark()
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2, 6))
+    basis = np.linalg.qr(vectors.T)[0]  # (6, 2), the span's orthonormal basis
+    inside = basis @ rng.normal(size=(2, 4))
+    outside = rng.normal(size=(6, 4))
+    outside -= basis @ (basis.T @ outside)
+    fraction = bench["fraction_in_span"]
+    assert fraction(vectors, inside) == (pytest.approx(1.0), 2)
+    assert fraction(vectors, outside)[0] == pytest.approx(0.0, abs=1e-12)
+    expected = np.sum(inside ** 2) / (np.sum(inside ** 2) + np.sum(outside ** 2))
+    assert fraction(vectors, inside + outside)[0] == pytest.approx(expected)
+    ratio = bench["participation_ratio"]
+    assert ratio(np.eye(5)[:, :3]) == pytest.approx(3.0)
+    assert ratio(np.outer(rng.normal(size=6), rng.normal(size=4))) == pytest.approx(1.0)
+    # Singular values 2 and 1: (4 + 1)^2 / (16 + 1).
+    assert ratio(np.diag([2.0, 1.0])) == pytest.approx(25 / 17)
+
+
+def test_channel_orthogonality_penalty():
+    penalty = _benchmark()["ChannelOrthogonality"](0.5)
+    orthogonal = np.eye(8, dtype="float32")[:, :4].reshape(2, 2, 2, 4) * 3.0
+    assert float(keras.ops.convert_to_numpy(penalty(orthogonal))) == pytest.approx(0.0, abs=1e-6)
+    # Every pair of channels the same kernel up to a positive scale: cosine 1.
+    same = (np.arange(1.0, 9.0)[:, None] * [1.0, 2.0, 3.0, 4.0]).astype("float32")
+    assert float(keras.ops.convert_to_numpy(penalty(same.reshape(2, 2, 2, 4)))) == pytest.approx(0.5)
+
+
+def test_cifar10_kernel_report_and_orthogonal_penalty(monkeypatch, capsys):
+    require_data("cifar10_jpeg.npz")
+    main = _benchmark()["main"]
+    monkeypatch.setattr("sys.argv", [
+        "target_projection.py", "cifar10", "--train", "250", "--validation", "50",
+        "--test", "10", "--epochs", "1", "--width", "8", "--conv-targets", "pooled",
+        "--rules", "backprop,tpsgd", "--kernel-report", "--orthogonal-penalty", "0.1",
+    ])
+    main()
+    out = capsys.readouterr().out
+    assert "channel orthogonality penalty 0.1" in out, out
+    reports = re.findall(
+        r"^ +(\w+): change in the class-mean span ([\d.]+) \(chance ([\d.]+)\); "
+        r"effective directions ([\d.]+) at init, ([\d.]+) trained$", out, re.M)
+    assert len(reports) == 4, out  # two convolutions, two rules
+    # Ten class means span 10 of the 27 (3 x 3 x 3) and 288 (3 x 3 x 32) dimensions.
+    assert [float(r[2]) for r in reports] == [0.370, 0.035] * 2, out
+    for _, share, _, initial, trained in reports:
+        assert 0.0 <= float(share) <= 1.0
+        assert 1.0 <= float(initial) <= 64.0 and 1.0 <= float(trained) <= 64.0
+
+
+def test_negative_orthogonal_penalty_is_refused(monkeypatch, capsys):
+    main = _benchmark()["main"]
+    monkeypatch.setattr("sys.argv", [
+        "target_projection.py", "cifar10", "--orthogonal-penalty", "-1"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "--orthogonal-penalty must be >= 0. Received: -1.0." in capsys.readouterr().err
