@@ -321,7 +321,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         )
         labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
         h = self._embed(tiled, labels)
-        total = ops.zeros((batch * k,), dtype=x.dtype)
+        total = ops.zeros((batch * k,), dtype="float32")
         for i, block in enumerate(self.blocks):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             if i >= self._first_scored_block():

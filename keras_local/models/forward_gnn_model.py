@@ -13,6 +13,7 @@ from keras_local.rules import forward_forward as ff
 from keras_local.rules import forward_gnn as fg
 from keras_local.rules import single_forward as sf
 from keras_local.rules.portable_random import portable_randint
+from keras_local.rules.precision import full_precision
 
 
 @keras_local_export
@@ -330,14 +331,17 @@ class ForwardGNNModel(LocalModel):
                 )
                 graphs.append((edges, w))
             inputs = ("shared", h)  # the node features do not depend on the labels
-        columns = [ops.zeros((n,), dtype=features.dtype)] * self.num_classes
+        columns = [ops.zeros((n,), dtype="float32")] * self.num_classes
         for i in range(self._layers_used()):
             conv = self.convs[i]
             outputs = [
                 conv.propagate(p, e, w)
                 for p, (e, w) in zip(self._projections(conv.project, inputs, len(graphs)), graphs)
             ]
-            columns = [t + ops.sum(ops.square(h[:n]), axis=-1) for t, h in zip(columns, outputs)]
+            columns = [
+                t + ops.sum(ops.square(full_precision(h[:n])), axis=-1)
+                for t, h in zip(columns, outputs)
+            ]
             inputs = ("each", outputs)
         return ops.expand_dims(ops.stack(columns, axis=-1), 0)
 

@@ -3,6 +3,7 @@
 from keras import ops
 
 from keras_local.rules.portable_random import portable_randint
+from keras_local.rules.precision import full_precision
 
 LOSSES = ("softplus", "symba")
 # "competitive" needs every class's goodness from one pass: channel-wise
@@ -29,7 +30,7 @@ def goodness(activity, reduction="mean"):
             axis. Defaults to `"mean"`, which does not grow with the width.
 
     Returns:
-        A tensor `(B,)`.
+        A tensor `(B,)`, in float32 for float16/bfloat16 activity.
 
     Example:
 
@@ -42,6 +43,7 @@ def goodness(activity, reduction="mean"):
         - Hinton, "The Forward-Forward Algorithm: Some Preliminary
           Investigations", 2022.
     """
+    activity = full_precision(activity)
     if reduction == "sum":
         return ops.sum(ops.square(activity), axis=_feature_axes(activity))
     return ops.mean(ops.square(activity), axis=_feature_axes(activity))
@@ -57,7 +59,7 @@ def channelwise_goodness(activity, num_classes, reduction="mean"):
     "Convolutional Channel-wise Competitive Learning for the Forward-Forward
     Algorithm", AAAI 2024). The caller checks that the groups divide.
     """
-    activity = ops.convert_to_tensor(activity)
+    activity = full_precision(activity)
     channels = activity.shape[-1]
     grouped = ops.reshape(
         ops.square(activity), (ops.shape(activity)[0], -1, num_classes, channels // num_classes)
@@ -111,7 +113,7 @@ def peer_normalization(activity, running_mean, momentum=0.9):
     activity toward the layer's mean. The current batch's share of the
     running mean carries the gradient; the old running mean does not.
     """
-    activity = ops.convert_to_tensor(activity)
+    activity = full_precision(activity)
     running_mean = ops.convert_to_tensor(running_mean, dtype=activity.dtype)
     axes = tuple(range(len(activity.shape) - 1))
     batch_mean = ops.mean(activity, axis=axes)
@@ -152,6 +154,8 @@ def normalize_length(x, mode="rms", epsilon=1e-4):
     """
     if mode == "none":
         return x
+    dtype = ops.convert_to_tensor(x).dtype
+    x = full_precision(x)  # a float16 sum of squares overflows
     axes = _feature_axes(x)
     if mode == "layer":
         x = ops.subtract(x, ops.mean(x, axis=axes, keepdims=True))
@@ -165,7 +169,7 @@ def normalize_length(x, mode="rms", epsilon=1e-4):
             f"Unknown normalization. Expected one of {MEASUREMENT_NORMALIZATIONS}. "
             f"Received: normalization={mode!r}"
         )
-    return x / (norm + epsilon)
+    return ops.cast(x / (norm + epsilon), dtype)
 
 
 def forward_forward_loss(

@@ -22,6 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_local.rules.portable_random import portable_randint
+from keras_local.rules.precision import full_precision
 
 CONVS = ("gcn", "sage", "gat")
 NODE_RULES = ("ff_la", "ff_vn", "sf", "sf_topdown")
@@ -131,11 +132,13 @@ def appended_label_projections(project, node_features, label_blocks, epsilon=1e-
     dtype = node_features.dtype
     shared = project(ops.concatenate([node_features, ops.zeros((n, k), dtype)], axis=-1))
     basis = project(ops.concatenate([ops.zeros((k, f), dtype), ops.eye(k, dtype=dtype)], axis=-1))
-    squares = ops.sum(ops.square(node_features), axis=-1)
+    squares = ops.sum(ops.square(full_precision(node_features)), axis=-1)
     projections = []
     for rows in label_blocks:
-        norm = ops.sqrt(squares + ops.sum(ops.square(rows), axis=-1)) + epsilon
-        projections.append((shared + ops.matmul(rows, basis)) / ops.expand_dims(norm, -1))
+        norm = ops.sqrt(squares + ops.sum(ops.square(full_precision(rows)), axis=-1)) + epsilon
+        projections.append(
+            (shared + ops.matmul(rows, basis)) / ops.cast(ops.expand_dims(norm, -1), shared.dtype)
+        )
     return projections
 
 
@@ -214,7 +217,7 @@ def masked_mean(values, mask):
 
 def ff_logits(activity, threshold):
     """The reference's FF logit of each row: `sum(h^2) - theta`."""
-    return ops.sum(ops.square(activity), axis=-1) - threshold
+    return ops.sum(ops.square(full_precision(activity)), axis=-1) - threshold
 
 
 def binary_cross_entropy_with_logits(logits, target):
@@ -248,7 +251,7 @@ def link_logits(products, rule, threshold):
     """Link logits of a layer: `sum(z_u z_v)` for SF ("forward learning"),
     `sum((z_u z_v)^2) - theta` for FF."""
     if rule == "sf":
-        return ops.sum(products, axis=-1)
+        return ops.sum(full_precision(products), axis=-1)
     return ff_logits(products, threshold)
 
 

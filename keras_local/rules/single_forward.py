@@ -25,6 +25,8 @@ Stable API (imported by the graph rules, keep the signatures):
 import numpy as np
 from keras import ops
 
+from keras_local.rules.precision import full_precision
+
 # The reference normalises every layer input by its L2 norm (+1e-8).
 DEFAULT_EPSILON = 1e-8
 
@@ -48,9 +50,11 @@ def row_normalize(x, epsilon=DEFAULT_EPSILON):
     Returns:
         A tensor shaped like `x`.
     """
+    dtype = ops.convert_to_tensor(x).dtype
+    x = full_precision(x)  # a float16 sum of squares overflows
     axes = tuple(range(1, len(x.shape)))
     norm = ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
-    return x / (norm + epsilon)
+    return ops.cast(x / (norm + epsilon), dtype)
 
 
 def initial_class_embeddings(num_classes, feature_shape, seed=0):
@@ -85,10 +89,10 @@ def similarity_logits(activity, class_activity, temperature=1.0):
         temperature: float > 0. Defaults to `1.0`.
 
     Returns:
-        A tensor `(B, K)`.
+        A tensor `(B, K)`, in float32 for float16/bfloat16 activity.
     """
-    a = _flatten_rows(activity)
-    c = _flatten_rows(class_activity)
+    a = _flatten_rows(full_precision(activity))
+    c = _flatten_rows(full_precision(class_activity))
     logits = ops.matmul(a, ops.transpose(c))
     if temperature != 1.0:
         logits = logits / ops.cast(temperature, logits.dtype)

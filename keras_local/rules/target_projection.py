@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_local import backend
+from keras_local.rules.precision import full_precision
 
 RULES = ("drtp", "tpsgd")
 READOUT_MODES = ("flat", "pooled", "grid", "final", "sequence")
@@ -134,6 +135,7 @@ def drtp_loss(h, target, sample_weight=None):
     `h = f(x W + b)`: `dW = -x^T ((y* B) * f'(a)) / batch`. `h` is a readout
     `(batch, D)` or a sequence `(batch, time, D)` (mean over time).
     """
+    h = full_precision(h)
     target = ops.cast(backend_stop(target), h.dtype)
     per_step = -ops.sum(_broadcast_target(target, h) * h, axis=-1)
     if len(per_step.shape) == 2:
@@ -176,6 +178,7 @@ def tpsgd_loss(h, target, loss_name, sample_weight=None):
     the same target and averaged over time.
     """
     loss_name = check_local_loss(loss_name)
+    h = full_precision(h)
     target = ops.cast(backend_stop(target), h.dtype)
     target = ops.broadcast_to(_broadcast_target(target, h), ops.shape(h))
     if loss_name in _LOGIT_LOSSES:
@@ -194,6 +197,7 @@ def dfa_surrogate(h, feedback, sample_weight=None):
     `1/batch` of a mean loss). Sequences share `feedback` over time
     (averaged)."""
     del sample_weight  # already inside the output error
+    h = full_precision(h)
     feedback = ops.cast(backend_stop(feedback), h.dtype)
     per_step = ops.sum(_broadcast_target(feedback, h) * h, axis=-1)
     if len(per_step.shape) == 2:
