@@ -687,6 +687,19 @@ class LocalLossModel(LocalModel):
             return self.network
         return self._graph
 
+    def export(self, filepath, format="tf_saved_model", verbose=None,
+               input_signature=None, **kwargs):
+        """Exports `inference_model()`, the network alone, for serving.
+
+        The auxiliary networks only serve training. Arguments as
+        `keras.Model.export` (every format; on PyTorch, exporting the
+        wrapper itself fails because it shares the network's weights).
+        """
+        return self.inference_model().export(
+            filepath, format=format, verbose=verbose,
+            input_signature=input_signature, **kwargs
+        )
+
     def _regularized_network(self):
         # The auxiliary networks' regularisers are not part of the network.
         return self.inference_model()

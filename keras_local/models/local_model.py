@@ -522,6 +522,12 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             self._ensure_built(x)
             if self.compiled:
                 self._symbolic_build(data_batch=(x, y, sample_weight))
+            if not self._called:
+                # A rule without compiled loss or metrics never calls the
+                # model in `fit`; `export` needs one (symbolic) call.
+                self(keras.tree.map_structure(
+                    lambda t: keras.KerasTensor(t.shape, dtype=t.dtype), x
+                ))
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x, y, kwargs.get("sample_weight"))
