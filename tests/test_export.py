@@ -2,8 +2,6 @@
 outside Keras gives `predict`'s scores, on every backend (TensorFlow's
 SavedModel on TensorFlow and JAX, `torch.export` on PyTorch)."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
