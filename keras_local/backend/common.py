@@ -82,8 +82,10 @@ class MemoryReport:
 
 def build_for_step(model, x, y, sample_weight=None):
     """Builds model, optimizer and metrics for a batch, without training."""
-    if hasattr(model, "_ensure_built"):
-        model._ensure_built(x)
+    if hasattr(model, "_prepare_for_batch"):
+        # As `fit` prepares a local model (build, one symbolic call), so
+        # that none of it runs inside the measured step.
+        model._prepare_for_batch((x, y, sample_weight))
     model._symbolic_build(data_batch=(x, y, sample_weight))
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
