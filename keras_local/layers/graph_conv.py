@@ -103,7 +103,9 @@ class GraphConv(keras.layers.Layer):
         Linear in `node_features`, so graphs that share node features (or
         differ in a few columns) can share it; `propagate` does the rest.
         """
-        return ops.matmul(node_features, ops.cast(self.kernel, node_features.dtype))
+        dtype = node_features.dtype
+        # Keras's PyTorch `matmul` returns float32 for float64 operands.
+        return ops.cast(ops.matmul(node_features, ops.cast(self.kernel, dtype)), dtype)
 
     def propagate(self, projected, edge_index, edge_weight=None):
         raise NotImplementedError(

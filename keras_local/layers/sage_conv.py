@@ -70,7 +70,8 @@ class SAGEConv(GraphConv):
         kernel = ops.concatenate(
             [ops.cast(self.self_kernel, dtype), ops.cast(self.neighbor_kernel, dtype)], axis=-1
         )
-        return ops.matmul(node_features, kernel)
+        # Keras's PyTorch `matmul` returns float32 for float64 operands.
+        return ops.cast(ops.matmul(node_features, kernel), dtype)
 
     def propagate(self, projected, edge_index, edge_weight=None):
         """The layer's output from `project(node_features)`: the weighted

@@ -6,6 +6,7 @@ from keras_local.models.local_loss_model import LocalLossModel
 from keras_local.models.local_loss_model import _float_input
 from keras_local.models.local_model import sum_losses
 from keras_local.rules.ordering import after
+from keras_local.rules.precision import loss_dtype
 
 
 # `LocalLossModel` arguments that only concern auxiliary networks.
@@ -158,8 +159,8 @@ class CheckpointedBackpropModel(LocalLossModel):
                     p, m_ntv, h, training=True, return_losses=True
                 )
                 reg = sum_losses(losses)
-                dot = ops.sum(ops.cast(out, "float32")
-                              * ops.cast(cotangent, "float32"))
+                dot = ops.sum(ops.cast(out, loss_dtype())
+                              * ops.cast(cotangent, loss_dtype()))
                 return dot + reg, reg
 
             params = self.gather(tv, m_t) + ([h_in] if takes_input else [])
@@ -169,7 +170,7 @@ class CheckpointedBackpropModel(LocalLossModel):
             g = backend.barrier(list(g))
             grads = self.scatter(grads, m_t, g[: len(m_t)])
             cotangent = g[-1] if takes_input else None
-            total = total + ops.cast(reg, "float32")
+            total = total + ops.cast(reg, loss_dtype())
         return grads, new_ntv, total, y_pred, {}
 
     def get_config(self):

@@ -5,6 +5,7 @@ from keras_local.api_export import keras_local_export
 from keras_local.models.target_projection_model import TargetProjectionModel
 from keras_local.models.target_projection_model import stateless_block_call
 from keras_local.rules import target_projection as tp
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -159,7 +160,7 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
             )
             grads = self.scatter(grads, t_idx, hidden_grads)
             logs[f"block_{i}_loss"] = value
-        return grads, ntv, ops.cast(task_loss, "float32"), y_pred, logs
+        return grads, ntv, ops.cast(task_loss, loss_dtype()), y_pred, logs
 
     def output_error(self, y, y_pred, sample_weight=None):
         """`e = dL/d y_pred` of the compiled loss (detached)."""

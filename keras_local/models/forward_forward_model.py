@@ -12,6 +12,7 @@ from keras_local.models.local_model import call_with_losses
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_choice
 from keras_local.rules.ordering import after
+from keras_local.rules.precision import loss_dtype
 
 NEGATIVE_LABELS = ("random", "hard")
 READOUTS = (None, "softmax")
@@ -321,7 +322,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         )
         labels = ops.tile(ops.arange(k, dtype="int32"), (batch,))
         h = self._embed(tiled, labels)
-        total = ops.zeros((batch * k,), dtype="float32")
+        total = ops.zeros((batch * k,), dtype=loss_dtype())
         for i, block in enumerate(self.blocks):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             if i >= self._first_scored_block():
@@ -406,7 +407,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         negatives, scores = self.negative_labels_for(tv, ntv, x, y)
         h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
         grads = [ops.zeros_like(v) for v in tv]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         for i, block in enumerate(self.blocks):
             t_idx = self.variable_indices(block, trainable=True)
@@ -430,7 +431,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             h_pos, h_neg = after(h_pos, block_grads), after(h_neg, block_grads)
             if peer is not None:
                 ntv = self.scatter(ntv, peer_idx, [peer])
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             _log_block(logs, i, loss, g_pos, g_neg)
         grads, total, y_pred = self._add_readout(tv, ntv, x, y, sample_weight, grads, total, logs, scores)
         return grads, ntv, total, y_pred, logs
@@ -439,7 +440,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         # One pass per block: the class groups of its output give the
         # positive and the negative goodness at once.
         grads = [ops.zeros_like(v) for v in tv]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         scores = ops.zeros((ops.shape(x)[0], self.num_classes), dtype=x.dtype)
         logs, h = {}, x
         for i, block in enumerate(self.blocks):
@@ -479,7 +480,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             h = after(backend.stop_gradient(h), block_grads)
             if i >= self._first_scored_block():
                 scores = scores + backend.stop_gradient(class_goodness)
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             _log_block(logs, i, loss, g_pos, g_neg)
         grads, total, y_pred = self._add_readout(tv, ntv, x, y, sample_weight, grads, total, logs, scores)
         return grads, ntv, total, y_pred, logs
@@ -576,7 +577,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         negatives = ff.hardest_wrong_labels(y_pred, y)
         run_block = self._stateless_runner(tv, ntv)
         h_pos, h_neg = self._embed(x, y), self._embed(x, negatives)
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         for block, threshold in zip(self.blocks, self._thresholds):
             h_pos = run_block(block, ff.normalize_length(h_pos, self.normalization))
             h_neg = run_block(block, ff.normalize_length(h_neg, self.normalization))
@@ -585,19 +586,19 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
                 self.loss_type, self.alpha,
             )
             total = total + ops.cast(
-                _weighted_mean(per_sample, sample_weight), "float32"
+                _weighted_mean(per_sample, sample_weight), loss_dtype()
             )
         return total
 
     def _channelwise_evaluation_loss(self, tv, ntv, x, y, sample_weight):
         run_block = self._stateless_runner(tv, ntv)
-        h, total = x, ops.convert_to_tensor(0.0, dtype="float32")
+        h, total = x, ops.convert_to_tensor(0.0, dtype=loss_dtype())
         for block, threshold in zip(self.blocks, self._thresholds):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             per_sample = ff.channelwise_loss(
                 self._class_goodness(h), y, threshold, self.loss_type, self.alpha
             )
-            total = total + ops.cast(_weighted_mean(per_sample, sample_weight), "float32")
+            total = total + ops.cast(_weighted_mean(per_sample, sample_weight), loss_dtype())
         return total
 
     # ------------------------------------------------------------------ #

@@ -14,6 +14,7 @@ from keras_local.models.forward_gnn_model import make_conv
 from keras_local.models.local_model import LocalModel
 from keras_local.rules import forward_gnn as fg
 from keras_local.rules import single_forward as sf
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -173,13 +174,13 @@ class ForwardGNNLinkModel(LocalModel):
         )
         neg_weight = ops.ones((negatives.shape[1],), dtype=features.dtype)
         grads = [ops.zeros_like(v) for v in tv]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         h = features
         for i, conv in enumerate(self.convs):
             state = layer_state(self, i)
             if state == "skip":
-                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype=loss_dtype())
                 continue
             t_idx = self.variable_indices(conv, trainable=True)
             n_idx = self.variable_indices(conv, trainable=False)
@@ -203,13 +204,13 @@ class ForwardGNNLinkModel(LocalModel):
             if state == "forward":
                 h, _ = conv.stateless_call(params, conv_ntv, sf.row_normalize(h), edge_index, weight)
                 h = backend.stop_gradient(h)
-                loss = ops.convert_to_tensor(0.0, dtype="float32")
+                loss = ops.convert_to_tensor(0.0, dtype=loss_dtype())
             else:
                 (loss, h), layer_grads = backend.value_and_grad(layer_loss, has_aux=True)(
                     params, sf.row_normalize(h)
                 )
                 grads = self.scatter(grads, t_idx, layer_grads)
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, None, logs
 

@@ -14,6 +14,7 @@ from keras_local.rules import forward_gnn as fg
 from keras_local.rules import single_forward as sf
 from keras_local.rules.portable_random import portable_randint
 from keras_local.rules.precision import full_precision
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -331,7 +332,7 @@ class ForwardGNNModel(LocalModel):
                 )
                 graphs.append((edges, w))
             inputs = ("shared", h)  # the node features do not depend on the labels
-        columns = [ops.zeros((n,), dtype="float32")] * self.num_classes
+        columns = [ops.zeros((n,), dtype=loss_dtype())] * self.num_classes
         for i in range(self._layers_used()):
             conv = self.convs[i]
             outputs = [
@@ -475,12 +476,12 @@ class ForwardGNNModel(LocalModel):
         `inputs` as in `_projections`: FF+LA appends each graph's labels to
         the features and then carries every graph's own output upward;
         FF+VN gives every graph the positive graph's output."""
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         for i in range(self.num_layers):
             state = self._layer_state(i)
             if state == "skip":
-                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype=loss_dtype())
                 continue
             conv, t_idx, params, conv_ntv = self._layer_params(i, tv, ntv)
 
@@ -512,7 +513,7 @@ class ForwardGNNModel(LocalModel):
                 out_pos, out_negs = layer_outputs(params, inputs)
                 out_pos = backend.stop_gradient(out_pos)
                 out_negs = [backend.stop_gradient(o) for o in out_negs]
-                loss = ops.convert_to_tensor(0.0, dtype="float32")
+                loss = ops.convert_to_tensor(0.0, dtype=loss_dtype())
             else:
                 (loss, (out_pos, out_negs)), layer_grads = backend.value_and_grad(
                     layer_loss, has_aux=True
@@ -525,7 +526,7 @@ class ForwardGNNModel(LocalModel):
                 inputs = ("each", [out_pos] * len(graphs))
             else:
                 inputs = ("each", [out_pos] + out_negs)
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, None, logs
 
@@ -536,13 +537,13 @@ class ForwardGNNModel(LocalModel):
             states = backend.stop_gradient(states)
         else:
             states = [sf.row_normalize(h)]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         votes = 0.0
         for i in range(self.num_layers):
             state = self._layer_state(i)
             if state == "skip":
-                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype="float32")
+                logs[f"layer_{i}_loss"] = ops.convert_to_tensor(0.0, dtype=loss_dtype())
                 continue
             conv, t_idx, params, conv_ntv = self._layer_params(i, tv, ntv)
             above = states[i + 2:] if self.rule == "sf_topdown" else []
@@ -561,7 +562,7 @@ class ForwardGNNModel(LocalModel):
                 out, _ = conv.stateless_call(params, conv_ntv, states[i], edges, w)
                 out = backend.stop_gradient(out)
                 probabilities = sf.class_probabilities(out[:n], out[n:], self.temperature)
-                loss = ops.convert_to_tensor(0.0, dtype="float32")
+                loss = ops.convert_to_tensor(0.0, dtype=loss_dtype())
             else:
                 (loss, (out, probabilities)), layer_grads = backend.value_and_grad(
                     layer_loss, has_aux=True
@@ -576,7 +577,7 @@ class ForwardGNNModel(LocalModel):
             if self.rule == "sf":
                 states.append(sf.row_normalize(out))
             votes = votes + probabilities
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"layer_{i}_loss"] = loss
         return grads, ntv, total, ops.expand_dims(votes, 0), logs
 

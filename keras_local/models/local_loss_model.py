@@ -12,6 +12,7 @@ from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import sum_losses
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
+from keras_local.rules.precision import loss_dtype
 
 
 class _Untracked:
@@ -727,7 +728,7 @@ class LocalLossModel(LocalModel):
                 "Received: compile() without a loss. Pass e.g. "
                 "`loss='sparse_categorical_crossentropy'`."
             )
-        return ops.cast(self.compiled_loss(y, prediction, sample_weight), "float32")
+        return ops.cast(self.compiled_loss(y, prediction, sample_weight), loss_dtype())
 
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight
@@ -736,7 +737,7 @@ class LocalLossModel(LocalModel):
         x = _float_input(x)
         grads = [ops.zeros_like(v) for v in tv]
         new_ntv = list(ntv)
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         h = x
         y_pred = None
@@ -784,7 +785,7 @@ class LocalLossModel(LocalModel):
                 )
             grads = self.scatter(grads, m_t + a_t, g)
             new_ntv = self.scatter(new_ntv, m_n + a_n, list(m_ntv) + list(a_ntv))
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"module_{k}_loss"] = loss
             if k == last:
                 y_pred = out
@@ -872,8 +873,8 @@ class LocalLossModel(LocalModel):
                 values, m_ntv, h_in, training=True, return_losses=True
             )
             reg = sum_losses(losses)
-            dot = ops.sum(ops.cast(again, "float32")
-                          * ops.cast(cotangent, "float32"))
+            dot = ops.sum(ops.cast(again, loss_dtype())
+                          * ops.cast(cotangent, loss_dtype()))
             return dot + reg, reg
 
         (_, reg), m_grads = backend.value_and_grad(pulled_back, has_aux=True)(

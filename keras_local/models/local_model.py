@@ -9,6 +9,7 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 from keras_local import backend
 from keras_local.api_export import keras_local_export
 from keras_local.rules.labels import check_finite  # noqa: F401 (re-exported)
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -167,7 +168,8 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             scratch = [(v, ops.zeros(v.shape, v.dtype)) for v in trackers]
             with keras.StatelessScope(state_mapping=scratch):
                 loss = self._compile_loss(y, y_pred, sample_weight)
-        return backend.per_replica_loss(loss)
+        # Keras computes its losses in floatx; a float64 policy sums in float64.
+        return backend.per_replica_loss(ops.cast(loss, loss_dtype()))
 
     def validate_data(self, x, y=None, sample_weight=None):
         """Checks concrete arrays before anything is trained. Rules extend
@@ -402,7 +404,7 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             y_pred = self.call(x, **training_kwargs(self, False))
             regularization = sum_losses(self._regularized_network().losses)
         loss = self.evaluation_loss(tv, ntv, x, y, y_pred, sample_weight)
-        return ops.cast(loss, "float32") + regularization, y_pred
+        return ops.cast(loss, loss_dtype()) + regularization, y_pred
 
     def _regularized_network(self):
         """The layer whose `losses` count in `evaluate`: the model itself,
@@ -634,7 +636,7 @@ def clip_by_global_norm(grads, clipnorm):
     `clipnorm / norm` when their joint norm exceeds `clipnorm` (NaN, so the
     step is visibly bad, when the norm is not finite)."""
     norm = ops.sqrt(ops.sum(ops.stack(
-        [ops.cast(ops.sum(ops.square(g)), "float32") for g in grads]
+        [ops.cast(ops.sum(ops.square(g)), loss_dtype()) for g in grads]
     )))
     scale = clipnorm * ops.minimum(1.0 / norm, 1.0 / clipnorm)
     scale = scale + (norm - norm)
@@ -658,9 +660,9 @@ def call_with_losses(layer, params, non_trainable_values, inputs, training=True,
 
 def sum_losses(losses):
     """The float32 sum of a list of scalar losses (0 for none)."""
-    total = ops.convert_to_tensor(0.0, dtype="float32")
+    total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
     for loss in losses:
-        total = total + ops.cast(loss, "float32")
+        total = total + ops.cast(loss, loss_dtype())
     return total
 
 

@@ -12,6 +12,7 @@ from keras_local.models.local_model import call_with_losses
 from keras_local.models.local_model import check_finite
 from keras_local.rules import forward_forward as ff
 from keras_local.rules.labels import check_integer_labels
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -259,7 +260,7 @@ class PhysicalForwardForwardModel(LocalModel):
         labels = ops.concatenate([y, negatives], axis=0)
         h = None
         grads = [ops.zeros_like(v) for v in tv]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         for i, (box, layer) in enumerate(zip(self.black_boxes, self.digital_layers)):
             # Forward only: one measurement of the box for both passes.
@@ -292,7 +293,7 @@ class PhysicalForwardForwardModel(LocalModel):
             grads = self.scatter(grads, t_idx, block_grads)
             ntv = self.scatter(ntv, n_idx, layer_ntv)
             h = backend.stop_gradient(out)
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"block_{i}_loss"] = loss
         y_pred = None
         if self.readout_layer is not None:
@@ -327,7 +328,7 @@ class PhysicalForwardForwardModel(LocalModel):
         (loss, probabilities), grads = backend.value_and_grad(
             readout_loss, has_aux=True
         )(self.gather(tv, idx), features)
-        return ops.cast(loss, "float32"), grads, probabilities
+        return ops.cast(loss, loss_dtype()), grads, probabilities
 
     def evaluation_loss(self, tv, ntv, x, y, y_pred, sample_weight):
         """Cross-entropy of the softmax of the per-class goodness (or of

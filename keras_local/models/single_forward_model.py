@@ -9,6 +9,7 @@ from keras_local.models.classifier_input_checks import ClassifierInputChecks
 from keras_local.models.local_model import LocalModel
 from keras_local.models.local_model import call_with_losses
 from keras_local.rules import single_forward as sf
+from keras_local.rules.precision import loss_dtype
 
 RULES = ("sf", "sf_topdown")
 
@@ -369,9 +370,9 @@ class SingleForwardModel(ClassifierInputChecks, LocalModel):
                     losses[j], activities[j] = loss, out
 
         logs = {f"block_{j}_loss": loss for j, loss in enumerate(losses)}
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         for loss in losses:
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
         y_pred = self._probabilities(activities, batch)
         return grads, ntv, total, y_pred, logs
 
@@ -393,14 +394,14 @@ class SingleForwardModel(ClassifierInputChecks, LocalModel):
                 run_block, self._topdown_states(run_block, x, emb)
             )
             activities = states[1:-1]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         for h in activities:
             total = total + ops.cast(
                 sf.single_forward_loss(
                     h[:batch], h[batch:], y, self.temperature, sample_weight,
                     self.num_classes,
                 ),
-                "float32",
+                loss_dtype(),
             )
         return total
 

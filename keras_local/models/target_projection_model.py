@@ -13,6 +13,7 @@ from keras_local.rules import target_projection as tp
 from keras_local.rules.labels import check_choice
 from keras_local.rules.labels import check_integer_labels
 from keras_local.rules.ordering import after
+from keras_local.rules.precision import loss_dtype
 
 CONV_TARGETS = ("feature_map", "pooled")
 RECURRENT_TARGETS = ("final", "every_step")
@@ -399,7 +400,7 @@ class TargetProjectionModel(LocalModel):
         one_hot = tp.one_hot_labels(y, self.num_classes)
         h = ops.convert_to_tensor(x)
         grads = [ops.zeros_like(v) for v in tv]
-        total = ops.convert_to_tensor(0.0, dtype="float32")
+        total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
         logs = {}
         for i, block in enumerate(self.blocks[:-1]):
             if i not in projections:
@@ -429,7 +430,7 @@ class TargetProjectionModel(LocalModel):
             )(self.gather(tv, t_idx), h, self.gather(ntv, n_idx))
             grads = self.scatter(grads, t_idx, block_grads)
             ntv = self.scatter(ntv, n_idx, new_block_ntv)
-            total = total + ops.cast(loss, "float32")
+            total = total + ops.cast(loss, loss_dtype())
             logs[f"block_{i}_loss"] = loss
             h = after(h, block_grads)
 
@@ -437,7 +438,7 @@ class TargetProjectionModel(LocalModel):
             tv, ntv, h, y, sample_weight
         )
         grads = self.scatter(grads, t_idx, block_grads)
-        total = total + ops.cast(loss, "float32")
+        total = total + ops.cast(loss, loss_dtype())
         logs[f"block_{len(self.blocks) - 1}_loss"] = loss
         return grads, ntv, total, y_pred, logs
 

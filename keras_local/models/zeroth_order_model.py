@@ -10,6 +10,7 @@ from keras_local.models.local_model import regularized_parts
 from keras_local.models.local_model import sum_losses
 from keras_local.rules import zeroth_order as zo
 from keras_local.rules.labels import check_choice
+from keras_local.rules.precision import loss_dtype
 
 
 @keras_local_export
@@ -429,7 +430,7 @@ class ZerothOrderModel(LocalModel):
             tv, ntv, x, training=self.query_training
         )
         loss = self.compiled_loss(y, y_pred, sample_weight)
-        return ops.cast(loss, "float32"), y_pred, new_ntv
+        return ops.cast(loss, loss_dtype()), y_pred, new_ntv
 
     def _graph(self):
         """The wrapped model's functional graph, if every zeroth-order
@@ -564,7 +565,7 @@ class ZerothOrderModel(LocalModel):
         if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
             outputs = outputs[0]
         loss = self.compiled_loss(y, outputs, sample_weight)
-        return ops.cast(loss, "float32"), outputs, state["ntv"]
+        return ops.cast(loss, loss_dtype()), outputs, state["ntv"]
 
     def _splits_kernel(self, op, t_idx):
         """Whether `op` is a plain `Dense` whose kernel is perturbed in
@@ -754,8 +755,8 @@ class ZerothOrderModel(LocalModel):
             # d/dt f(theta + t z) at t = 0 is grad f . z: one `jvp` in the
             # scalar t, with z drawn layer by layer inside the forward pass
             # (as for SPSA), so no weight-sized tangent is ever an input.
-            t0 = ops.zeros((), dtype="float32")
-            one = ops.ones((), dtype="float32")
+            t0 = ops.zeros((), dtype=loss_dtype())
+            one = ops.ones((), dtype=loss_dtype())
             for k in range(q):
                 seeds = seeds_for(k, previous)
 
@@ -767,7 +768,7 @@ class ZerothOrderModel(LocalModel):
                 (loss, yp, ntv_k), (pg, _, _) = backend.jvp(
                     along, [t0], [one]
                 )
-                pg = backend.replica_mean(ops.cast(pg, "float32"))
+                pg = backend.replica_mean(ops.cast(pg, loss_dtype()))
                 if loss0 is None:
                     loss0 = loss
                 if y_pred is None:

@@ -6,6 +6,8 @@ al. 2024) and the Momentum Auxiliary Network (Su et al. 2024).
 
 from keras import ops
 
+from keras_local.rules.precision import full_precision
+
 AUXILIARY_TYPES = ("dgl", "infopro", "auglocal", "man")
 
 
@@ -36,8 +38,8 @@ def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
     Returns:
         A scalar.
     """
-    reconstruction = ops.cast(reconstruction, "float32")
-    target = ops.cast(target, "float32")
+    reconstruction = full_precision(reconstruction)
+    target = ops.cast(target, reconstruction.dtype)
     if reconstruction_loss == "binary_crossentropy":
         # From logits: max(r, 0) - r x + log(1 + exp(-|r|)).
         error = (
@@ -50,10 +52,10 @@ def infopro_loss(reconstruction, target, class_loss, lambda_reconstruction,
         error = ops.mean(error)
     else:
         per_example = ops.mean(error, axis=tuple(range(1, len(error.shape))))
-        weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        weight = ops.reshape(ops.cast(sample_weight, error.dtype), (-1,))
         error = ops.mean(per_example * weight)
     return lambda_reconstruction * error + lambda_class * ops.cast(
-        class_loss, "float32"
+        class_loss, error.dtype
     )
 
 

@@ -20,3 +20,13 @@ def full_precision(x):
     if keras.backend.standardize_dtype(x.dtype) in _HALF_PRECISION:
         return ops.cast(x, "float32")
     return x
+
+
+def loss_dtype():
+    """The dtype a rule sums its losses and scores in: float64 when Keras
+    computes in float64 (`keras.config.set_floatx("float64")` or a float64
+    global dtype policy), else float32, half precision included (above)."""
+    if keras.config.floatx() == "float64":
+        return "float64"
+    compute = keras.config.dtype_policy().compute_dtype
+    return "float64" if compute == "float64" else "float32"

@@ -93,7 +93,8 @@ def similarity_logits(activity, class_activity, temperature=1.0):
     """
     a = _flatten_rows(full_precision(activity))
     c = _flatten_rows(full_precision(class_activity))
-    logits = ops.matmul(a, ops.transpose(c))
+    # Keras's PyTorch `matmul` returns float32 for float64 operands.
+    logits = ops.cast(ops.matmul(a, ops.transpose(c)), a.dtype)
     if temperature != 1.0:
         logits = logits / ops.cast(temperature, logits.dtype)
     return logits

@@ -1,11 +1,15 @@
 """Every rule under a half-precision dtype policy (`mixed_float16`): local
 losses and the sums of squares they read stay in float32, and every model
-trains, evaluates and predicts with finite numbers on every backend."""
+trains, evaluates and predicts with finite numbers on every backend. Under
+float64 (`keras.config.set_floatx("float64")`) every rule trains and
+predicts in float64, and no loss passes through float32 on its way to a
+gradient."""
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
+from keras.src.backend.common import global_state
 
 import keras_local
 from keras_local.datasets.graph_inputs import graph_batch
@@ -13,7 +17,10 @@ from keras_local.rules import forward_forward as ff
 from keras_local.rules import single_forward as sf
 from keras_local.rules import target_projection as tp
 from keras_local.rules.precision import full_precision
+from keras_local.rules.precision import loss_dtype
+from tests.conftest import BACKEND
 from tests.conftest import to_numpy
+from tests.test_checkpointed_backprop_model import residual_net
 
 
 @pytest.fixture
@@ -22,6 +29,26 @@ def mixed_float16():
     keras.mixed_precision.set_dtype_policy("mixed_float16")
     yield
     keras.mixed_precision.set_dtype_policy(previous)
+
+
+@pytest.fixture(params=["set_floatx", "set_dtype_policy"])
+def float64(request):
+    """Keras computing in float64, either way Keras offers. Keras pins its
+    global dtype policy at the first layer built, so (as at the start of a
+    program) `set_floatx` is called with no policy pinned yet."""
+    previous = keras.config.floatx(), global_state.get_global_attribute("dtype_policy")
+    if BACKEND == "jax":
+        import jax
+
+        x64 = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)  # else JAX keeps float32
+    global_state.set_global_attribute("dtype_policy", None)
+    getattr(keras.config, request.param)("float64")
+    yield
+    keras.config.set_floatx(previous[0])
+    global_state.set_global_attribute("dtype_policy", previous[1])
+    if BACKEND == "jax":
+        jax.config.update("jax_enable_x64", x64)
 
 
 def _large_half_activity():
@@ -190,3 +217,75 @@ def test_forward_gnn_runs_under_mixed_float16(mixed_float16):
         assert all(np.isfinite(v[-1]) for v in history.history.values())
         scores = model.predict(x, batch_size=1, verbose=0)
         assert scores.dtype == np.float32 and np.all(np.isfinite(scores))
+
+
+# ---------------------------------------------------------------------- #
+# float64
+# ---------------------------------------------------------------------- #
+def test_loss_dtype_follows_keras_precision(float64):
+    assert loss_dtype() == "float64"
+    keras.config.set_floatx("float32")
+    for policy, want in (("float32", "float32"), ("mixed_float16", "float32"),
+                         ("mixed_bfloat16", "float32"), ("float64", "float64")):
+        keras.config.set_dtype_policy(policy)
+        assert loss_dtype() == want, policy
+
+
+@pytest.mark.parametrize("name", sorted(_MODELS))
+def test_every_rule_runs_in_float64(float64, name):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 20)) * 4
+    y = rng.integers(0, 4, 64)
+    model, loss = _MODELS[name]()
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    scores = model.predict(x, verbose=0)
+    assert scores.shape == (64, 4) and scores.dtype == np.float64
+    assert {keras.backend.standardize_dtype(v.dtype)
+            for v in model.trainable_variables} == {"float64"}
+
+
+def test_forward_gnn_runs_in_float64(float64):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(30, 6))
+    edges = rng.integers(0, 30, (2, 80)).astype("int32")
+    x, y, w = graph_batch(features, edges, rng.integers(0, 3, 30), mask=np.arange(20))
+    for rule in ("ff_la", "sf_topdown"):
+        model = keras_local.ForwardGNNModel(3, rule=rule, num_layers=2, units=8, seed=0)
+        model.compile(optimizer="adam")
+        history = model.fit(x, y, sample_weight=w, batch_size=1, epochs=1, verbose=0)
+        assert all(np.isfinite(v[-1]) for v in history.history.values())
+        scores = model.predict(x, batch_size=1, verbose=0)
+        assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
+
+
+def test_checkpointed_backprop_gradients_are_float64(float64):
+    # Recomputed forward passes and vector-Jacobian products in float64 give
+    # backprop's gradients to float64 precision (not float32's).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 3))
+    y = rng.integers(0, 5, 16)
+    net = residual_net()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = keras_local.CheckpointedBackpropModel(net, num_modules=3)
+    model.compile(optimizer="sgd", loss=loss)
+    model.build(x.shape)
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    grads = model.local_grads(tv, ntv, x, y, None)[0]
+    net_ntv = [v.value for v in net.non_trainable_variables]
+
+    def full_loss(params):
+        out, _, losses = net.stateless_call(
+            params, net_ntv, x, training=True, return_losses=True
+        )
+        # (Keras's losses compute in floatx, float32 under a float64 policy.)
+        return ops.cast(loss(y, out), "float64") + sum(losses)
+
+    want = keras_local.backend.value_and_grad(full_loss)(tv)[1]
+    for v, got, ref in zip(model.trainable_variables, grads, want):
+        assert keras.backend.standardize_dtype(got.dtype) == "float64"
+        np.testing.assert_allclose(to_numpy(got), to_numpy(ref), rtol=1e-10,
+                                   atol=1e-13, err_msg=v.path)
