@@ -190,10 +190,12 @@ _MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(_MODELS))
-def test_every_rule_runs_under_mixed_float16(mixed_float16, name):
+def _fit_evaluate_predict(name, input_dtype, score_dtype):
+    """Trains, evaluates and predicts with model `name` of `_MODELS` on
+    inputs of `input_dtype`; every number finite, scores of `score_dtype`
+    (unchecked if `None`)."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 20)).astype("float32") * 4
+    x = rng.normal(size=(64, 20)).astype(input_dtype) * 4
     y = rng.integers(0, 4, 64)
     model, loss = _MODELS[name]()
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
@@ -201,13 +203,17 @@ def test_every_rule_runs_under_mixed_float16(mixed_float16, name):
     assert all(np.isfinite(v[-1]) for v in history.history.values())
     assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
     scores = model.predict(x, verbose=0)
-    assert scores.shape == (64, 4)
-    assert np.all(np.isfinite(np.asarray(scores, "float32")))
+    assert scores.shape == (64, 4) and np.all(np.isfinite(scores))
+    if score_dtype is not None:
+        assert scores.dtype == score_dtype
+    return model
 
 
-def test_forward_gnn_runs_under_mixed_float16(mixed_float16):
+def _fit_forward_gnn(input_dtype, score_dtype):
+    """ForwardGNN's two rules on node features of `input_dtype`: fit
+    finite, scores of `score_dtype`."""
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(30, 6)).astype("float32") * 4
+    features = rng.normal(size=(30, 6)).astype(input_dtype) * 4
     edges = rng.integers(0, 30, (2, 80)).astype("int32")
     x, y, w = graph_batch(features, edges, rng.integers(0, 3, 30), mask=np.arange(20))
     for rule in ("ff_la", "sf_topdown"):
@@ -216,7 +222,18 @@ def test_forward_gnn_runs_under_mixed_float16(mixed_float16):
         history = model.fit(x, y, sample_weight=w, batch_size=1, epochs=1, verbose=0)
         assert all(np.isfinite(v[-1]) for v in history.history.values())
         scores = model.predict(x, batch_size=1, verbose=0)
-        assert scores.dtype == np.float32 and np.all(np.isfinite(scores))
+        assert scores.dtype == score_dtype and np.all(np.isfinite(scores))
+
+
+@pytest.mark.parametrize("name", sorted(_MODELS))
+def test_every_rule_runs_under_mixed_float16(mixed_float16, name):
+    # Scores are float32 for the goodness/similarity rules, float16 logits
+    # for the others.
+    _fit_evaluate_predict(name, "float32", None)
+
+
+def test_forward_gnn_runs_under_mixed_float16(mixed_float16):
+    _fit_forward_gnn("float32", np.float32)
 
 
 # ---------------------------------------------------------------------- #
@@ -233,32 +250,13 @@ def test_loss_dtype_follows_keras_precision(float64):
 
 @pytest.mark.parametrize("name", sorted(_MODELS))
 def test_every_rule_runs_in_float64(float64, name):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 20)) * 4
-    y = rng.integers(0, 4, 64)
-    model, loss = _MODELS[name]()
-    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
-    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    assert all(np.isfinite(v[-1]) for v in history.history.values())
-    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
-    scores = model.predict(x, verbose=0)
-    assert scores.shape == (64, 4) and scores.dtype == np.float64
+    model = _fit_evaluate_predict(name, "float64", np.float64)
     assert {keras.backend.standardize_dtype(v.dtype)
             for v in model.trainable_variables} == {"float64"}
 
 
 def test_forward_gnn_runs_in_float64(float64):
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(30, 6))
-    edges = rng.integers(0, 30, (2, 80)).astype("int32")
-    x, y, w = graph_batch(features, edges, rng.integers(0, 3, 30), mask=np.arange(20))
-    for rule in ("ff_la", "sf_topdown"):
-        model = keras_local.ForwardGNNModel(3, rule=rule, num_layers=2, units=8, seed=0)
-        model.compile(optimizer="adam")
-        history = model.fit(x, y, sample_weight=w, batch_size=1, epochs=1, verbose=0)
-        assert all(np.isfinite(v[-1]) for v in history.history.values())
-        scores = model.predict(x, batch_size=1, verbose=0)
-        assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
+    _fit_forward_gnn("float64", np.float64)
 
 
 def test_checkpointed_backprop_gradients_are_float64(float64):
