@@ -57,3 +57,39 @@ def test_exported_model_serves_predict_scores(tmp_path, rule):
     np.testing.assert_allclose(
         served, np.asarray(model.predict(x, verbose=0)), rtol=1e-5, atol=1e-6
     )
+
+
+def _physical_model(function):
+    from keras_local.layers import BlackBox
+
+    return keras_local.PhysicalForwardForwardModel(
+        [BlackBox(function)], [keras.layers.Dense(8, activation="relu")],
+        num_classes=3, seed=0, label_scale=5.0,
+    )
+
+
+def test_a_numpy_black_box_is_refused_with_a_clear_error(tmp_path):
+    # Its Python call cannot live in an artifact (a TF SavedModel would be
+    # written and then fail to load in another process).
+    from keras_local.layers import SimulatedPhysicalSystem
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 6)).astype("float32"), rng.integers(0, 3, 16)
+    model = _physical_model(SimulatedPhysicalSystem(6, 8, noise=0.0, seed=1))
+    model.compile(optimizer="adam")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"NumPy black box\(es\) \['black_box"):
+        _served(model, str(tmp_path / "artifact"), x)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_keras_black_box_exports(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 6)).astype("float32"), rng.integers(0, 3, 16)
+    model = _physical_model(lambda t: keras.ops.tanh(2.0 * t))
+    model.compile(optimizer="adam")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    served = _served(model, str(tmp_path / "artifact"), x)
+    np.testing.assert_allclose(
+        served, np.asarray(model.predict(x, verbose=0)), rtol=1e-5, atol=1e-6
+    )

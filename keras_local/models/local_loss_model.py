@@ -9,6 +9,7 @@ from keras_local.layers.resizing_conv2d import ResizingConv2D
 from keras_local.models.functional_graph import inlined
 from keras_local.models.functional_graph import input_structure
 from keras_local.models.local_model import LocalModel
+from keras_local.models.local_model import check_exportable
 from keras_local.models.local_model import sum_losses
 from keras_local.rules.ordering import after
 from keras_local.rules import local_learning as ll
@@ -696,6 +697,7 @@ class LocalLossModel(LocalModel):
         `keras.Model.export` (every format; on PyTorch, exporting the
         wrapper itself fails because it shares the network's weights).
         """
+        check_exportable(self)
         return self.inference_model().export(
             filepath, format=format, verbose=verbose,
             input_signature=input_signature, **kwargs

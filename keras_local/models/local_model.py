@@ -8,6 +8,7 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from keras_local import backend
 from keras_local.api_export import keras_local_export
+from keras_local.layers.black_box import BlackBox
 from keras_local.rules.labels import check_finite  # noqa: F401 (re-exported)
 from keras_local.rules.precision import loss_dtype
 
@@ -580,6 +581,16 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             self._ensure_built(x)
         return super().predict(x, *args, **kwargs)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None,
+               input_signature=None, **kwargs):
+        """`keras.Model.export`, refused with a `ValueError` for a model
+        that holds a NumPy `BlackBox` (see `check_exportable`)."""
+        check_exportable(self)
+        return super().export(
+            filepath, format=format, verbose=verbose,
+            input_signature=input_signature, **kwargs
+        )
+
     def save_own_variables(self, store):
         super().save_own_variables(store)
         # Keras does not save seed generators; the step seed is saved so a
@@ -606,6 +617,29 @@ class LocalModel(backend.LocalTrainer, keras.Model):
             else:  # e.g. the name of a built-in choice
                 config[key] = value
         return config
+
+
+def check_exportable(model):
+    """Raises `ValueError` if `model` holds a `BlackBox` that calls NumPy.
+
+    Such a black box runs Python on the host (`tf.numpy_function`,
+    `jax.pure_callback`, a direct call on PyTorch), which no exported
+    artifact can hold: TensorFlow would write a SavedModel that fails when
+    loaded in another process, JAX and PyTorch fail inside their exporters.
+    """
+    host = [
+        layer.name for layer in model._flatten_layers()
+        if isinstance(layer, BlackBox) and layer.mode == "numpy"
+    ]
+    if host:
+        raise ValueError(
+            "A model that calls a NumPy black box cannot be exported: the "
+            "black box runs Python on the host, which an exported artifact "
+            f"cannot hold. Received: {type(model).__name__} with NumPy black "
+            f"box(es) {host}. Serve it from Python with `model.predict`, or "
+            "wrap the system as a Keras callable (`BlackBox(..., "
+            'mode="tensor")`), which exports.'
+        )
 
 
 def regularized_parts(model, weights=True, activity=True):
