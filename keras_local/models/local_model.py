@@ -678,9 +678,9 @@ def clip_by_global_norm(grads, clipnorm):
 
 
 def call_with_losses(layer, params, non_trainable_values, inputs, training=True, **kwargs):
-    """`layer.stateless_call` that also returns the sum (float32 scalar) of
-    the losses the call adds: weight regularisers evaluated at `params`,
-    activity regularisers, `add_loss` terms.
+    """`layer.stateless_call` that also returns the sum (a scalar in
+    `loss_dtype()`) of the losses the call adds: weight regularisers
+    evaluated at `params`, activity regularisers, `add_loss` terms.
 
     Returns:
         `(outputs, new_non_trainable_values, losses)`.
@@ -693,7 +693,7 @@ def call_with_losses(layer, params, non_trainable_values, inputs, training=True,
 
 
 def sum_losses(losses):
-    """The float32 sum of a list of scalar losses (0 for none)."""
+    """The sum of a list of scalar losses in `loss_dtype()` (0 for none)."""
     total = ops.convert_to_tensor(0.0, dtype=loss_dtype())
     for loss in losses:
         total = total + ops.cast(loss, loss_dtype())

@@ -509,8 +509,8 @@ class TargetProjectionModel(LocalModel):
 def stateless_block_call(block, params, block_ntv, inputs, training=True,
                          return_losses=False):
     """`block.stateless_call`, passing `training` only to layers whose
-    `call` takes it. With `return_losses`, also the sum (float32) of the
-    losses the call adds (regularisers at `params`)."""
+    `call` takes it. With `return_losses`, also the sum (in `loss_dtype()`)
+    of the losses the call adds (regularisers at `params`)."""
     kwargs = {}
     if getattr(block, "_call_has_training_arg", True):
         kwargs["training"] = training
