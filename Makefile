@@ -30,7 +30,7 @@ test: venv
 	@mkdir -p .test-logs; printf '%s\n' $(BACKENDS) | xargs -P $(TEST_JOBS) -I{} sh -c '\
 	  log=.test-logs/{}.log; start=$$(date +%s); \
 	  KERAS_BACKEND={} TF_CPP_MIN_LOG_LEVEL=3 OMP_NUM_THREADS=1 \
-	    $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests > $$log 2>&1; rc=$$?; \
+	    $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests > $$log 2>&1; rc=$$?; \
 	  echo "=== KERAS_BACKEND={}: exit $$rc after $$(( $$(date +%s) - start )) s ($$log)"; \
 	  if [ $$rc -eq 0 ]; then tail -n 3 $$log; else cat $$log; fi; exit $$rc'
 

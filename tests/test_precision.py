@@ -3,7 +3,7 @@ losses and the sums of squares they read stay in float32, and every model
 trains, evaluates and predicts with finite numbers on every backend. Under
 float64 (`keras.config.set_floatx("float64")`) every rule trains and
 predicts in float64, and no loss passes through float32 on its way to a
-gradient."""
+gradient. A single float64 block inside a float32 model trains too."""
 
 import keras
 import numpy as np
@@ -13,6 +13,7 @@ from keras.src.backend.common import global_state
 
 import keras_local
 from keras_local.datasets.graph_inputs import graph_batch
+from keras_local.datasets.graph_inputs import link_batch
 from keras_local.rules import forward_forward as ff
 from keras_local.rules import single_forward as sf
 from keras_local.rules import target_projection as tp
@@ -161,43 +162,51 @@ def test_forward_forward_scores_are_float32_goodness_sums(mixed_float16):
     np.testing.assert_allclose(scores, expected, rtol=2e-3)
 
 
-def _dense(units, activation="tanh"):
-    return keras.layers.Dense(units, activation=activation)
+def _dense(units, activation="tanh", dtype=None):
+    return keras.layers.Dense(units, activation=activation, dtype=dtype)
 
 
-def _functional():
+def _functional(dtype=None):
     inputs = keras.Input((20,))
-    h = _dense(16, "relu")(_dense(16, "relu")(inputs))
+    h = _dense(16, "relu")(_dense(16, "relu", dtype)(inputs))
     return keras.Model(inputs, keras.layers.Dense(4)(h))
 
 
+# Each builder takes the dtype of the model's first block (`None`: Keras's
+# global policy).
 _LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 _MODELS = {
-    "forward_forward": lambda: (keras_local.ForwardForwardModel(
-        [_dense(16, "relu"), _dense(16, "relu")], num_classes=4, seed=0), None),
-    "single_forward": lambda: (keras_local.SingleForwardModel(
-        [_dense(16, "relu"), _dense(16, "relu")], num_classes=4, rule="sf_topdown",
-        seed=0), None),
-    "drtp": lambda: (keras_local.TargetProjectionModel(
-        [_dense(16), keras.layers.Dense(4)], num_classes=4, rule="drtp", seed=0), _LOGITS),
-    "tpsgd_lstm": lambda: (keras_local.TargetProjectionModel(
-        [keras.layers.Reshape((4, 5)), keras.layers.LSTM(8), keras.layers.Dense(4)],
-        num_classes=4, rule="tpsgd", seed=0), _LOGITS),
-    "dfa": lambda: (keras_local.DirectFeedbackAlignmentModel(
-        [_dense(16), keras.layers.Dense(4)], num_classes=4, seed=0), _LOGITS),
-    "local_loss": lambda: (keras_local.LocalLossModel(_functional(), num_modules=2), _LOGITS),
-    "zeroth_order": lambda: (keras_local.ZerothOrderModel(_functional(), seed=0), _LOGITS),
+    "forward_forward": lambda dtype: (keras_local.ForwardForwardModel(
+        [_dense(16, "relu", dtype), _dense(16, "relu")], num_classes=4, seed=0), None),
+    "single_forward": lambda dtype: (keras_local.SingleForwardModel(
+        [_dense(16, "relu", dtype), _dense(16, "relu")], num_classes=4,
+        rule="sf_topdown", seed=0), None),
+    "drtp": lambda dtype: (keras_local.TargetProjectionModel(
+        [_dense(16, dtype=dtype), keras.layers.Dense(4)], num_classes=4, rule="drtp",
+        seed=0), _LOGITS),
+    "tpsgd_lstm": lambda dtype: (keras_local.TargetProjectionModel(
+        [keras.layers.Reshape((4, 5)), keras.layers.LSTM(8, dtype=dtype),
+         keras.layers.Dense(4)], num_classes=4, rule="tpsgd", seed=0), _LOGITS),
+    "dfa": lambda dtype: (keras_local.DirectFeedbackAlignmentModel(
+        [_dense(16, dtype=dtype), keras.layers.Dense(4)], num_classes=4, seed=0), _LOGITS),
+    "local_loss": lambda dtype: (keras_local.LocalLossModel(
+        _functional(dtype), num_modules=2), _LOGITS),
+    "zeroth_order": lambda dtype: (keras_local.ZerothOrderModel(
+        _functional(dtype), seed=0), _LOGITS),
 }
 
 
-def _fit_evaluate_predict(name, input_dtype, score_dtype):
-    """Trains, evaluates and predicts with model `name` of `_MODELS` on
-    inputs of `input_dtype`; every number finite, scores of `score_dtype`
-    (unchecked if `None`)."""
+def _fit_evaluate_predict(name, input_dtype, score_dtype, first_dtype=None):
+    """Trains, evaluates and predicts with model `name` of `_MODELS` (its
+    first block of `first_dtype`) on inputs of `input_dtype`; every number
+    finite, scores of `score_dtype` (unchecked if `None`). Returns the model
+    and its trainable weights before training."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 20)).astype(input_dtype) * 4
     y = rng.integers(0, 4, 64)
-    model, loss = _MODELS[name]()
+    model, loss = _MODELS[name](first_dtype)
+    model.build((None, 20))
+    initial = [to_numpy(v) for v in model.trainable_variables]
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert all(np.isfinite(v[-1]) for v in history.history.values())
@@ -206,18 +215,22 @@ def _fit_evaluate_predict(name, input_dtype, score_dtype):
     assert scores.shape == (64, 4) and np.all(np.isfinite(scores))
     if score_dtype is not None:
         assert scores.dtype == score_dtype
-    return model
+    return model, initial
 
 
 def _fit_forward_gnn(input_dtype, score_dtype):
-    """ForwardGNN's two rules on node features of `input_dtype`: fit
-    finite, scores of `score_dtype`."""
+    """ForwardGNN's two node rules and a link rule on node features of
+    `input_dtype`: fit finite, scores of `score_dtype`."""
     rng = np.random.default_rng(0)
     features = rng.normal(size=(30, 6)).astype(input_dtype) * 4
     edges = rng.integers(0, 30, (2, 80)).astype("int32")
     x, y, w = graph_batch(features, edges, rng.integers(0, 3, 30), mask=np.arange(20))
-    for rule in ("ff_la", "sf_topdown"):
-        model = keras_local.ForwardGNNModel(3, rule=rule, num_layers=2, units=8, seed=0)
+    links, _ = link_batch(features, edges, edges[:, :10])
+    runs = [(keras_local.ForwardGNNModel(3, rule=rule, num_layers=2, units=8, seed=0),
+             x, y, w) for rule in ("ff_la", "sf_topdown")]
+    runs.append((keras_local.ForwardGNNLinkModel(rule="ff", num_layers=2, units=8, seed=0),
+                 links, np.ones((1, 10), input_dtype), None))
+    for model, x, y, w in runs:
         model.compile(optimizer="adam")
         history = model.fit(x, y, sample_weight=w, batch_size=1, epochs=1, verbose=0)
         assert all(np.isfinite(v[-1]) for v in history.history.values())
@@ -250,13 +263,44 @@ def test_loss_dtype_follows_keras_precision(float64):
 
 @pytest.mark.parametrize("name", sorted(_MODELS))
 def test_every_rule_runs_in_float64(float64, name):
-    model = _fit_evaluate_predict(name, "float64", np.float64)
+    model, _ = _fit_evaluate_predict(name, "float64", np.float64)
     assert {keras.backend.standardize_dtype(v.dtype)
             for v in model.trainable_variables} == {"float64"}
 
 
+@pytest.mark.parametrize("name", sorted(_MODELS))
+def test_a_float64_block_in_a_float32_model_trains(name):
+    """A block built with `dtype="float64"` (as for one numerically delicate
+    layer) trains alongside float32 blocks: its local loss meets the float32
+    sums without a dtype clash, and its float64 weights move."""
+    model, initial = _fit_evaluate_predict(name, "float32", None, first_dtype="float64")
+    dtypes = [keras.backend.standardize_dtype(v.dtype) for v in model.trainable_variables]
+    assert set(dtypes) == {"float32", "float64"}, dtypes
+    for v, dtype, before in zip(model.trainable_variables, dtypes, initial):
+        if dtype == "float64" and "kernel" in v.path:
+            assert not np.allclose(to_numpy(v), before), v.path
+
+
 def test_forward_gnn_runs_in_float64(float64):
     _fit_forward_gnn("float64", np.float64)
+
+
+def test_physical_forward_forward_runs_in_float64(float64):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 6)), rng.integers(0, 3, 40)
+    system = keras_local.layers.BlackBox(
+        keras_local.layers.SimulatedPhysicalSystem(6, 8, noise=0.0, seed=1)
+    )
+    model = keras_local.PhysicalForwardForwardModel(
+        [system], [keras.layers.Dense(16, activation="relu")], num_classes=3, seed=0
+    )
+    model.compile(optimizer="adam")
+    history = model.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    scores = model.predict(x, verbose=0)
+    assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
+    assert {keras.backend.standardize_dtype(v.dtype)
+            for v in model.trainable_variables} == {"float64"}
 
 
 def test_checkpointed_backprop_gradients_are_float64(float64):

@@ -153,7 +153,9 @@ class DirectFeedbackAlignmentModel(TargetProjectionModel):
                 )
                 # The surrogate's gradient is B e through the block; the
                 # regulariser adds its own gradient to it.
-                return tp.dfa_surrogate(tp.readout(out, mode), feedback) + regularization
+                # (In `loss_dtype()`: the block may compute in another dtype.)
+                value = tp.dfa_surrogate(tp.readout(out, mode), feedback)
+                return ops.cast(value, loss_dtype()) + regularization
 
             value, hidden_grads = backend.value_and_grad(surrogate)(
                 self.gather(tv, t_idx), inputs[i], self.gather(ntv, n_idx)

@@ -326,7 +326,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         for i, block in enumerate(self.blocks):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             if i >= self._first_scored_block():
-                total = total + self._goodness(h)
+                total = total + ops.cast(self._goodness(h), loss_dtype())
         return ops.reshape(total, (batch, k))
 
     def _channelwise_scores(self, x, run_block):
@@ -334,7 +334,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
         for i, block in enumerate(self.blocks):
             h = run_block(block, ff.normalize_length(h, self.normalization))
             if i >= self._first_scored_block():
-                total = total + self._class_goodness(h)
+                total = total + ops.cast(self._class_goodness(h), loss_dtype())
         return total
 
     def _readout_features(self, x, run_block):
@@ -464,7 +464,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
                 loss = _weighted_mean(per_sample, sample_weight) + regularization
                 if running_mean is not None:
                     peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
-                    loss = loss + self.peer_normalization * peer_loss
+                    loss = loss + self.peer_normalization * ops.cast(peer_loss, loss_dtype())
                 g_pos, g_neg = ff.split_class_goodness(class_goodness, y)
                 return loss, (out, new_block_ntv, class_goodness, ops.mean(g_pos), ops.mean(g_neg), running_mean)
 
@@ -479,7 +479,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             # The next block waits for this block's gradients (see below).
             h = after(backend.stop_gradient(h), block_grads)
             if i >= self._first_scored_block():
-                scores = scores + backend.stop_gradient(class_goodness)
+                scores = scores + ops.cast(backend.stop_gradient(class_goodness), scores.dtype)
             total = total + ops.cast(loss, loss_dtype())
             _log_block(logs, i, loss, g_pos, g_neg)
         grads, total, y_pred = self._add_readout(tv, ntv, x, y, sample_weight, grads, total, logs, scores)
@@ -513,7 +513,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             loss = _weighted_mean(per_sample, sample_weight) + (regularization if positive else 0.0)
             if positive and running_mean is not None:
                 peer_loss, running_mean = ff.peer_normalization(out, running_mean, self.peer_momentum)
-                loss = loss + self.peer_normalization * peer_loss
+                loss = loss + self.peer_normalization * ops.cast(peer_loss, loss_dtype())
             return loss, (out, new_block_ntv, ops.mean(g), running_mean)
 
         value_and_grad = backend.value_and_grad(term, has_aux=True)
@@ -541,7 +541,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             loss = _weighted_mean(per_sample, sample_weight) + regularization
             if running_mean is not None:
                 peer_loss, running_mean = ff.peer_normalization(out[:batch], running_mean, self.peer_momentum)
-                loss = loss + self.peer_normalization * peer_loss
+                loss = loss + self.peer_normalization * ops.cast(peer_loss, loss_dtype())
             aux = (out[:batch], out[batch:], new_block_ntv, ops.mean(g_pos), ops.mean(g_neg), running_mean)
             return loss, aux
 
@@ -585,9 +585,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
                 self._goodness(h_pos), self._goodness(h_neg), threshold,
                 self.loss_type, self.alpha,
             )
-            total = total + ops.cast(
-                _weighted_mean(per_sample, sample_weight), loss_dtype()
-            )
+            total = total + _weighted_mean(per_sample, sample_weight)
         return total
 
     def _channelwise_evaluation_loss(self, tv, ntv, x, y, sample_weight):
@@ -598,7 +596,7 @@ class ForwardForwardModel(ClassifierInputChecks, LocalModel):
             per_sample = ff.channelwise_loss(
                 self._class_goodness(h), y, threshold, self.loss_type, self.alpha
             )
-            total = total + ops.cast(_weighted_mean(per_sample, sample_weight), loss_dtype())
+            total = total + _weighted_mean(per_sample, sample_weight)
         return total
 
     # ------------------------------------------------------------------ #
@@ -644,7 +642,9 @@ def _log_block(logs, i, loss, g_pos, g_neg):
 
 
 def _weighted_mean(per_sample, sample_weight):
-    if sample_weight is None:
-        return ops.mean(per_sample)
-    weight = ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
-    return ops.mean(per_sample * weight)
+    # In `loss_dtype()`: a block of another dtype than the model's (a
+    # float64 layer, say) adds to the same sums.
+    if sample_weight is not None:
+        weight = ops.cast(ops.reshape(sample_weight, (-1,)), per_sample.dtype)
+        per_sample = per_sample * weight
+    return ops.cast(ops.mean(per_sample), loss_dtype())

@@ -730,7 +730,7 @@ class LocalLossModel(LocalModel):
                 "Received: compile() without a loss. Pass e.g. "
                 "`loss='sparse_categorical_crossentropy'`."
             )
-        return ops.cast(self.compiled_loss(y, prediction, sample_weight), loss_dtype())
+        return self.compiled_loss(y, prediction, sample_weight)  # in loss_dtype()
 
     def local_grads(
         self, trainable_values, non_trainable_values, x, y, sample_weight

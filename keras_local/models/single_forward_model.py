@@ -234,8 +234,9 @@ class SingleForwardModel(ClassifierInputChecks, LocalModel):
     def _probabilities(self, activities, batch):
         total = 0.0
         for h in activities:
-            total = total + sf.class_probabilities(
-                h[:batch], h[batch:], self.temperature
+            total = total + ops.cast(
+                sf.class_probabilities(h[:batch], h[batch:], self.temperature),
+                loss_dtype(),
             )
         return total
 
@@ -308,10 +309,11 @@ class SingleForwardModel(ClassifierInputChecks, LocalModel):
             out, new_block_ntv, regularization = call_with_losses(
                 block, params[:n_block], block_ntv, make_input(extra)
             )
-            loss = sf.single_forward_loss(
+            # (The block may compute in another dtype than the model.)
+            loss = ops.cast(sf.single_forward_loss(
                 out[:batch], out[batch:], y, self.temperature, sample_weight,
                 self.num_classes,
-            ) + regularization
+            ), loss_dtype()) + regularization
             return loss, (out, new_block_ntv)
 
         (loss, (out, block_ntv)), grads = backend.value_and_grad(

@@ -419,10 +419,11 @@ class TargetProjectionModel(LocalModel):
                 out, new_block_ntv, regularization = stateless_block_call(
                     block, params, block_ntv, inputs, return_losses=True
                 )
-                loss = self._hidden_loss(
+                # (The block may compute in another dtype than the model.)
+                loss = ops.cast(self._hidden_loss(
                     tp.readout(out, mode, self.conv_target_grid), target,
                     sample_weight,
-                ) + regularization
+                ), loss_dtype()) + regularization
                 return loss, (out, new_block_ntv)
 
             (loss, (h, new_block_ntv)), block_grads = backend.value_and_grad(

@@ -114,12 +114,15 @@ def peer_normalization(activity, running_mean, momentum=0.9):
     running mean carries the gradient; the old running mean does not.
     """
     activity = full_precision(activity)
-    running_mean = ops.convert_to_tensor(running_mean, dtype=activity.dtype)
+    running_mean = ops.convert_to_tensor(running_mean)
+    state_dtype = running_mean.dtype
+    running_mean = ops.cast(running_mean, activity.dtype)
     axes = tuple(range(len(activity.shape) - 1))
     batch_mean = ops.mean(activity, axis=axes)
     new_mean = ops.stop_gradient(running_mean) * momentum + batch_mean * (1.0 - momentum)
     loss = ops.mean(ops.square(ops.mean(new_mean) - new_mean))
-    return loss, new_mean
+    # The state keeps its own dtype (a float32 model may hold a float64 block).
+    return loss, ops.cast(new_mean, state_dtype)
 
 
 def normalize_length(x, mode="rms", epsilon=1e-4):
